@@ -1,0 +1,38 @@
+// Shared helpers of the benchmarks: the GPT-2 124M shape with random weights.
+#pragma once
+
+#include <benchmark/benchmark.h>
+
+#include <vector>
+
+#include <eigenformer/eigenformer.hpp>
+
+namespace bench {
+
+namespace ef = eigenformer;
+
+inline const ef::model_config& gpt2_config() {
+  static const ef::model_config config = ef::model_config::gpt2_124m();
+  return config;
+}
+
+inline const ef::basic_model_weights<float>& gpt2_weights() {
+  static const auto weights = ef::init_gpt2_weights<float>(gpt2_config(), 1234);
+  return weights;
+}
+
+/// FLOPs (2 per multiply-add) of one forward pass over T tokens without the LM head: the
+/// projections (24 C^2 per token per layer) and the causal half of attention (Q K^T and P V:
+/// 2 T (T + 1) C per layer).
+inline double forward_flops(const ef::model_config& c, double T) {
+  const double C = double(c.n_embd), L = double(c.n_layer);
+  return L * (24.0 * C * C * T + 2.0 * T * (T + 1) * C);
+}
+
+inline void set_counters(benchmark::State& state, double tokens_per_iter, double flops_per_iter) {
+  state.counters["tokens/s"] = benchmark::Counter(tokens_per_iter, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops_per_iter * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+}  // namespace bench

@@ -1,0 +1,34 @@
+// The whole GPT-2 124M forward pass (random weights), T = 64, 256, 1024 tokens.
+//   ./build/bench_model --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+// "prefill": logits of the last position only (what generation needs);
+// "all_logits": the [T x V] logits of every position as well.
+#include "bench_common.hpp"
+
+namespace {
+
+void run_forward(benchmark::State& state, bench::ef::logits_for rows) {
+  const auto& c = bench::gpt2_config();
+  const auto& w = bench::gpt2_weights();
+  const auto T = state.range(0);
+  std::vector<bench::ef::token_id> tokens(static_cast<size_t>(T));
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = bench::ef::token_id((i * 7919) % 50257);
+  bench::ef::basic_activations<float> acts(c, T, rows);
+  for (auto _ : state) {
+    const auto logits = bench::ef::forward(c, w, tokens, acts, rows);
+    benchmark::DoNotOptimize(logits.data());
+  }
+  const double lm_rows = rows == bench::ef::logits_for::all_positions ? double(T) : 1.0;
+  bench::set_counters(state, double(T),
+                      bench::forward_flops(c, double(T)) +
+                          2.0 * lm_rows * double(c.n_embd) * double(c.vocab_size));
+}
+
+void BM_Prefill(benchmark::State& state) { run_forward(state, bench::ef::logits_for::last_position); }
+void BM_AllLogits(benchmark::State& state) { run_forward(state, bench::ef::logits_for::all_positions); }
+
+BENCHMARK(BM_Prefill)->Arg(64)->Arg(256)->Arg(1024)->Unit(benchmark::kMillisecond)->MinTime(2.0);
+BENCHMARK(BM_AllLogits)->Arg(64)->Arg(256)->Unit(benchmark::kMillisecond)->MinTime(2.0);
+
+}  // namespace
+
+BENCHMARK_MAIN();

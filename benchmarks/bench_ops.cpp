@@ -1,0 +1,109 @@
+// Per-component benchmarks at the GPT-2 124M shape (C = 768, 12 heads), T = 64, 256, 1024.
+//   ./build/bench_ops --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+#include <random>
+
+#include "bench_common.hpp"
+
+namespace {
+
+using bench::ef::index_t;
+using bench::ef::matrix;
+
+matrix<float> random_activations(index_t rows, index_t cols) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  matrix<float> m(rows, cols);
+  for (index_t i = 0; i < m.size(); ++i) m.data()[i] = normal(rng);
+  return m;
+}
+
+void BM_LayerNorm(benchmark::State& state) {
+  const index_t T = state.range(0), C = bench::gpt2_config().n_embd;
+  const auto x = random_activations(T, C);
+  matrix<float> out(T, C);
+  const auto& w = bench::gpt2_weights().blocks[0].ln_1;
+  for (auto _ : state) {
+    bench::ef::layer_norm_forward<float>(x, w, 1e-5f, out);
+    benchmark::DoNotOptimize(out.data());
+  }
+  bench::set_counters(state, double(T), 8.0 * double(T * C));
+}
+
+void BM_CausalSoftmax(benchmark::State& state) {
+  const index_t T = state.range(0);
+  const auto scores = random_activations(T, T);
+  matrix<float> work(T, T);
+  for (auto _ : state) {
+    work = scores;
+    bench::ef::causal_softmax_rows_inplace<float>(work, 0);
+    benchmark::DoNotOptimize(work.data());
+  }
+  bench::set_counters(state, double(T), 0.0);
+}
+
+void BM_Gelu(benchmark::State& state) {
+  const index_t T = state.range(0), H = 4 * bench::gpt2_config().n_embd;
+  const auto x = random_activations(T, H);
+  matrix<float> work(T, H);
+  for (auto _ : state) {
+    work = x;
+    bench::ef::gelu_tanh_inplace<float>(work);
+    benchmark::DoNotOptimize(work.data());
+  }
+  bench::set_counters(state, double(T), 0.0);
+}
+
+void BM_Attention(benchmark::State& state) {
+  const auto& c = bench::gpt2_config();
+  const index_t T = state.range(0), C = c.n_embd;
+  const auto x = random_activations(T, C);
+  bench::ef::attention_scratch<float> scratch(T, C);
+  matrix<float> out(T, C);
+  for (auto _ : state) {
+    bench::ef::causal_self_attention_forward<float>(x, bench::gpt2_weights().blocks[0].attn,
+                                                     c.n_head, scratch, out);
+    benchmark::DoNotOptimize(out.data());
+  }
+  const double t = double(T), ch = double(C);
+  bench::set_counters(state, t, 8.0 * ch * ch * t + 2.0 * t * (t + 1) * ch);
+}
+
+void BM_Mlp(benchmark::State& state) {
+  const auto& c = bench::gpt2_config();
+  const index_t T = state.range(0), C = c.n_embd;
+  const auto x = random_activations(T, C);
+  matrix<float> hidden(T, 4 * C), out(T, C);
+  for (auto _ : state) {
+    bench::ef::mlp_forward<float>(x, bench::gpt2_weights().blocks[0].mlp, hidden, out);
+    benchmark::DoNotOptimize(out.data());
+  }
+  bench::set_counters(state, double(T), 16.0 * double(C) * double(C) * double(T));
+}
+
+void BM_Block(benchmark::State& state) {
+  const auto& c = bench::gpt2_config();
+  const index_t T = state.range(0), C = c.n_embd;
+  const auto x0 = random_activations(T, C);
+  matrix<float> x(T, C);
+  bench::ef::block_scratch<float> scratch(T, C, c.mlp_hidden());
+  for (auto _ : state) {
+    x = x0;
+    bench::ef::block_forward<float>(x, bench::gpt2_weights().blocks[0], c.n_head, 1e-5f, scratch);
+    benchmark::DoNotOptimize(x.data());
+  }
+  auto one_layer = c;
+  one_layer.n_layer = 1;
+  bench::set_counters(state, double(T), bench::forward_flops(one_layer, double(T)));
+}
+
+#define EIGENFORMER_SIZES ->Arg(64)->Arg(256)->Arg(1024)->Unit(benchmark::kMicrosecond)
+BENCHMARK(BM_LayerNorm) EIGENFORMER_SIZES;
+BENCHMARK(BM_CausalSoftmax) EIGENFORMER_SIZES;
+BENCHMARK(BM_Gelu) EIGENFORMER_SIZES;
+BENCHMARK(BM_Attention) EIGENFORMER_SIZES;
+BENCHMARK(BM_Mlp) EIGENFORMER_SIZES;
+BENCHMARK(BM_Block) EIGENFORMER_SIZES;
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,28 @@
+// eigenformer/eigenformer.hpp — umbrella header: the whole library.
+//
+// The core (core/, ops/, layers/, model/) needs Eigen 3.4 only. The checkpoint readers in io/
+// also need nlohmann-json; they are included when it is available.
+#pragma once
+
+#include "eigenformer/core/error.hpp"
+#include "eigenformer/core/types.hpp"
+#include "eigenformer/io/npy.hpp"
+#include "eigenformer/layers/attention.hpp"
+#include "eigenformer/layers/block.hpp"
+#include "eigenformer/layers/embedding.hpp"
+#include "eigenformer/layers/layer_norm.hpp"
+#include "eigenformer/layers/linear.hpp"
+#include "eigenformer/layers/mlp.hpp"
+#include "eigenformer/model/activations.hpp"
+#include "eigenformer/model/config.hpp"
+#include "eigenformer/model/decoder.hpp"
+#include "eigenformer/model/weights.hpp"
+#include "eigenformer/ops/gelu.hpp"
+#include "eigenformer/ops/softmax.hpp"
+
+#if defined(__has_include)
+#if __has_include(<nlohmann/json.hpp>)
+#include "eigenformer/io/hf_gpt2.hpp"
+#include "eigenformer/io/safetensors.hpp"
+#endif
+#endif

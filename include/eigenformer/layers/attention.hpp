@@ -1,0 +1,107 @@
+// eigenformer/layers/attention.hpp — causal multi-head self-attention.
+//
+// Shapes: T new tokens (queries), n_past tokens already seen, Tk = n_past + T keys,
+// C channels, H heads, d = C / H. Head h owns columns [h*d, (h+1)*d) of Q, K, V and the output.
+//
+//   qkv = x W_qkv + b                     [T x 3C]   (fused projection; Q | K | V column blocks)
+//   per head h:
+//     S = Q_h K_h^T / sqrt(d)             [T x Tk]   row i = query i, column j = key j
+//     P = causal softmax of each ROW      [T x Tk]   P[i][j] = 0 exactly when j > n_past + i
+//     O_h = P V_h                         [T x d]
+//   out = concat_h(O_h) W_proj + b        [T x C]
+#pragma once
+
+#include <cmath>
+#include <functional>
+
+#include "eigenformer/core/error.hpp"
+#include "eigenformer/core/types.hpp"
+#include "eigenformer/layers/linear.hpp"
+#include "eigenformer/ops/softmax.hpp"
+
+namespace eigenformer {
+
+template <class Scalar>
+struct attention_weights {
+  linear_weights<Scalar> qkv;   // c_attn: [C x 3C], bias [3C]
+  linear_weights<Scalar> proj;  // c_proj: [C x C],  bias [C]
+};
+
+/// Called once per head with that head's attention weights P [T x Tk] (rows = queries, columns =
+/// keys) while they are still in the scratch buffer; for inspection and attention maps. An empty
+/// observer costs one branch per head.
+template <class Scalar>
+using attention_observer = std::function<void(index_t head, matrix_cref<Scalar> weights)>;
+
+/// Reusable buffers of one attention call, sized once for the longest sequence.
+template <class Scalar>
+struct attention_scratch {
+  matrix<Scalar> qkv;     // [max_T x 3C]
+  matrix<Scalar> scores;  // [max_T x max_Tk], one head at a time
+  matrix<Scalar> heads;   // [max_T x C], concatenated head outputs
+
+  attention_scratch() = default;
+  attention_scratch(index_t max_tokens, index_t channels)
+      : qkv(max_tokens, 3 * channels), scores(max_tokens, max_tokens), heads(max_tokens, channels) {}
+};
+
+/// The attention core without projections: for every head, softmax(Q K^T / sqrt(d)) V with the
+/// causal rule "query i sees key j iff j <= n_past + i".
+/// q: [T x C]; k, v: [n_past + T x C]; scores: scratch with at least [T x n_past + T];
+/// out: [T x C].
+template <class Scalar>
+void causal_attention_heads(matrix_cref<Scalar> q, matrix_cref<Scalar> k, matrix_cref<Scalar> v,
+                            index_t n_head, index_t n_past, matrix_ref<Scalar> scores,
+                            matrix_ref<Scalar> out,
+                            const attention_observer<Scalar>& observe = nullptr) {
+  const index_t n_query = q.rows(), channels = q.cols(), n_key = k.rows();
+  if (n_head <= 0 || channels % n_head != 0) {
+    throw shape_error(detail::concat("attention: ", channels, " channels cannot be split into ",
+                                     n_head, " heads"));
+  }
+  if (n_past < 0 || n_key != n_past + n_query || v.rows() != n_key || k.cols() != channels ||
+      v.cols() != channels || out.rows() != n_query || out.cols() != channels ||
+      scores.rows() < n_query || scores.cols() < n_key) {
+    throw shape_error(detail::concat("attention: q [", n_query, " x ", channels, "], k [", n_key,
+                                     " x ", k.cols(), "], v [", v.rows(), " x ", v.cols(),
+                                     "], n_past ", n_past, ", scores buffer [", scores.rows(),
+                                     " x ", scores.cols(), "], out [", out.rows(), " x ",
+                                     out.cols(), "] do not fit together"));
+  }
+  const index_t head_dim = channels / n_head;
+  const Scalar scale = Scalar(1) / std::sqrt(Scalar(head_dim));
+  auto head_scores = scores.topLeftCorner(n_query, n_key);
+  for (index_t h = 0; h < n_head; ++h) {
+    const index_t col = h * head_dim;
+    head_scores.noalias() =
+        (q.middleCols(col, head_dim) * scale) * k.middleCols(col, head_dim).transpose();
+    causal_softmax_rows_inplace<Scalar>(head_scores, n_past);
+    if (observe) observe(h, head_scores);
+    out.middleCols(col, head_dim).noalias() = head_scores * v.middleCols(col, head_dim);
+  }
+}
+
+/// Causal self-attention of a whole sequence (no earlier tokens).
+/// x: [T x C] (already layer-normed), out: [T x C], scratch sized for at least T tokens.
+template <class Scalar>
+void causal_self_attention_forward(matrix_cref<Scalar> x, const attention_weights<Scalar>& w,
+                                   index_t n_head, attention_scratch<Scalar>& scratch,
+                                   matrix_ref<Scalar> out,
+                                   const attention_observer<Scalar>& observe = nullptr) {
+  const index_t n_tokens = x.rows(), channels = x.cols();
+  if (scratch.qkv.rows() < n_tokens || scratch.qkv.cols() != 3 * channels ||
+      scratch.heads.rows() < n_tokens || scratch.heads.cols() != channels) {
+    throw shape_error(detail::concat("attention: scratch sized for ", scratch.qkv.rows(),
+                                     " tokens of ", scratch.heads.cols(), " channels, got ",
+                                     n_tokens, " tokens of ", channels));
+  }
+  auto qkv = scratch.qkv.topRows(n_tokens);
+  linear_forward<Scalar>(x, w.qkv, qkv);
+  auto heads = scratch.heads.topRows(n_tokens);
+  causal_attention_heads<Scalar>(qkv.leftCols(channels), qkv.middleCols(channels, channels),
+                                 qkv.rightCols(channels), n_head, 0, scratch.scores, heads,
+                                 observe);
+  linear_forward<Scalar>(heads, w.proj, out);
+}
+
+}  // namespace eigenformer

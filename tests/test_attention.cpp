@@ -1,0 +1,137 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include <eigenformer/layers/attention.hpp>
+
+#include "reference.hpp"
+
+namespace {
+
+using eigenformer::index_t;
+using eigenformer::matrix;
+
+template <class Scalar>
+class Attention : public ::testing::Test {};
+TYPED_TEST_SUITE(Attention, ref::scalar_types);
+
+template <class S>
+eigenformer::attention_weights<S> random_attention(index_t C, ref::rng& r, double scale) {
+  return {{ref::random_matrix<S>(C, 3 * C, r, scale), ref::random_row<S>(3 * C, r, 0.1)},
+          {ref::random_matrix<S>(C, C, r, 0.5), ref::random_row<S>(C, r, 0.1)}};
+}
+
+template <class S>
+bool rows_bit_identical(const matrix<S>& a, const matrix<S>& b, index_t rows) {
+  return std::memcmp(a.data(), b.data(), sizeof(S) * size_t(rows * a.cols())) == 0;
+}
+
+// The smallest case that tells the axes apart, computed by hand: one head, d = 1,
+// q = [1, 2], k = [1, 3], v = [10, 20]. Scores S = q k^T = [[1, 3], [2, 6]].
+//   row 0 (query 0) sees key 0 only:        P = [1, 0]
+//   row 1 softmax over KEYS of [2, 6]:      P = [1/(1+e^4), e^4/(1+e^4)]
+// A softmax over the query axis would give P[0][0] = 1/(1+e^1); transposed scores would give
+// row 1 = softmax([3, 6]).
+TYPED_TEST(Attention, HandComputedCaseFixesTheSoftmaxAxis) {
+  using S = TypeParam;
+  matrix<S> q(2, 1), k(2, 1), v(2, 1), out(2, 1), scores(2, 2);
+  q << 1, 2;
+  k << 1, 3;
+  v << 10, 20;
+  matrix<S> weights;
+  eigenformer::causal_attention_heads<S>(q, k, v, 1, 0, scores, out,
+                                         [&](index_t, eigenformer::matrix_cref<S> p) { weights = p; });
+  const double p10 = 1 / (1 + std::exp(4.0)), p11 = 1 - p10;
+  EXPECT_EQ(weights(0, 0), S(1));
+  EXPECT_EQ(weights(0, 1), S(0));
+  EXPECT_NEAR(double(weights(1, 0)), p10, 1e-6);
+  EXPECT_NEAR(double(weights(1, 1)), p11, 1e-6);
+  EXPECT_NEAR(double(out(0, 0)), 10.0, 1e-5);
+  EXPECT_NEAR(double(out(1, 0)), 10 * p10 + 20 * p11, 1e-5);
+}
+
+TYPED_TEST(Attention, CoreMatchesNaiveLoopsWithCachedKeys) {
+  using S = TypeParam;
+  ref::rng r(21);
+  const index_t T = 5, n_past = 4, C = 12, H = 3;
+  const auto q = ref::random_matrix<S>(T, C, r, 2.0);
+  const auto k = ref::random_matrix<S>(n_past + T, C, r, 2.0);
+  const auto v = ref::random_matrix<S>(n_past + T, C, r, 2.0);
+  matrix<S> scores(T, n_past + T), out(T, C);
+  eigenformer::causal_attention_heads<S>(q, k, v, H, n_past, scores, out);
+  const auto expected = ref::attention_core(ref::to_grid(q), ref::to_grid(k), ref::to_grid(v),
+                                            int(H), int(n_past));
+  EXPECT_LT(ref::relative_error(out, expected), ref::tolerance<S>());
+}
+
+TYPED_TEST(Attention, SelfAttentionMatchesNaiveLoops) {
+  using S = TypeParam;
+  ref::rng r(4);
+  const index_t T = 9, C = 16, H = 4;
+  const auto w = random_attention<S>(C, r, 0.8);
+  const auto x = ref::random_matrix<S>(T, C, r, 1.0);
+  eigenformer::attention_scratch<S> scratch(T + 3, C);  // larger than needed on purpose
+  matrix<S> out(T, C);
+  eigenformer::causal_self_attention_forward<S>(x, w, H, scratch, out);
+  EXPECT_LT(ref::relative_error(out, ref::self_attention(ref::to_grid(x), w, int(H))),
+            ref::tolerance<S>());
+}
+
+TYPED_TEST(Attention, WeightsAreZeroAboveDiagonalAndRowsSumToOne) {
+  using S = TypeParam;
+  for (const double scale : {0.5, 1e3}) {  // 1e3: huge-magnitude scores
+    ref::rng r(8);
+    const index_t T = 11, C = 16, H = 4;
+    const auto w = random_attention<S>(C, r, scale);
+    const auto x = ref::random_matrix<S>(T, C, r, 1.0);
+    eigenformer::attention_scratch<S> scratch(T, C);
+    matrix<S> out(T, C);
+    int heads_seen = 0;
+    eigenformer::causal_self_attention_forward<S>(
+        x, w, H, scratch, out, [&](index_t, eigenformer::matrix_cref<S> p) {
+          ++heads_seen;
+          ASSERT_EQ(p.rows(), T);
+          ASSERT_EQ(p.cols(), T);
+          for (index_t i = 0; i < T; ++i) {
+            for (index_t j = i + 1; j < T; ++j) EXPECT_EQ(p(i, j), S(0)) << i << "," << j;
+            EXPECT_NEAR(double(p.row(i).sum()), 1.0, 1e-5);
+            EXPECT_TRUE((p.row(i).array() >= S(0)).all());
+          }
+        });
+    EXPECT_EQ(heads_seen, H);
+    EXPECT_TRUE(out.allFinite());
+  }
+}
+
+TYPED_TEST(Attention, FutureTokensDoNotChangeEarlierOutputsBitForBit) {
+  using S = TypeParam;
+  for (const double scale : {0.5, 1e3}) {
+    ref::rng r(13);
+    const index_t T = 10, C = 16, H = 4;
+    const auto w = random_attention<S>(C, r, scale);
+    const auto x = ref::random_matrix<S>(T, C, r, 1.0);
+    eigenformer::attention_scratch<S> scratch(T, C);
+    matrix<S> base(T, C);
+    eigenformer::causal_self_attention_forward<S>(x, w, H, scratch, base);
+    for (index_t t = 0; t < T - 1; ++t) {
+      matrix<S> changed = x;
+      changed.bottomRows(T - t - 1) = ref::random_matrix<S>(T - t - 1, C, r, 50.0);
+      matrix<S> out(T, C);
+      eigenformer::causal_self_attention_forward<S>(changed, w, H, scratch, out);
+      EXPECT_TRUE(rows_bit_identical(base, out, t + 1)) << "t = " << t << ", scale " << scale;
+      EXPECT_FALSE(rows_bit_identical(base, out, T)) << "the change must reach later rows";
+    }
+  }
+}
+
+TYPED_TEST(Attention, RejectsHeadsThatDoNotDivideChannels) {
+  using S = TypeParam;
+  matrix<S> q(2, 6), out(2, 6), scores(2, 2);
+  q.setZero();
+  EXPECT_THROW(eigenformer::causal_attention_heads<S>(q, q, q, 4, 0, scores, out),
+               eigenformer::shape_error);
+}
+
+}  // namespace

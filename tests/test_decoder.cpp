@@ -1,0 +1,155 @@
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include <eigenformer/model/decoder.hpp>
+
+#include "reference.hpp"
+
+namespace {
+
+using eigenformer::index_t;
+using eigenformer::token_id;
+
+template <class Scalar>
+class Decoder : public ::testing::Test {};
+TYPED_TEST_SUITE(Decoder, ref::scalar_types);
+
+constexpr double model_tolerance(bool is_float) { return is_float ? 1e-5 : 1e-10; }
+
+std::vector<token_id> random_tokens(size_t n, int vocab, ref::rng& r) {
+  std::vector<token_id> t(n);
+  for (auto& id : t) id = r.below(vocab);
+  return t;
+}
+
+TYPED_TEST(Decoder, LogitsMatchNaiveModelTiedAndUntied) {
+  using S = TypeParam;
+  const auto config = ref::tiny_config<S>();
+  for (const bool untied : {false, true}) {
+    const auto weights = ref::random_weights<S>(config, 31, untied);
+    eigenformer::validate_weights(config, weights);
+    ref::rng r(5);
+    const auto tokens = random_tokens(size_t(config.n_ctx), int(config.vocab_size), r);
+    eigenformer::basic_activations<S> acts(config, config.n_ctx);
+    const auto logits = eigenformer::forward(config, weights, tokens, acts);
+    EXPECT_EQ(logits.rows(), config.n_ctx);
+    EXPECT_EQ(logits.cols(), config.vocab_size);
+    const auto expected = ref::model_logits(config, weights, tokens);
+    EXPECT_LT(ref::relative_error(logits, expected), model_tolerance(std::is_same_v<S, float>))
+        << "untied = " << untied;
+
+    // Only the last position: same numbers as the last row of the reference.
+    const auto last = eigenformer::forward(config, weights, tokens, acts,
+                                           eigenformer::logits_for::last_position);
+    ASSERT_EQ(last.rows(), 1);
+    EXPECT_LT(ref::relative_error(last, {expected.back()}), model_tolerance(std::is_same_v<S, float>));
+  }
+}
+
+TYPED_TEST(Decoder, ShorterSequencesReuseTheSameActivations) {
+  using S = TypeParam;
+  const auto config = ref::tiny_config<S>();
+  const auto weights = ref::random_weights<S>(config, 3);
+  eigenformer::basic_activations<S> acts(config, config.n_ctx);
+  ref::rng r(6);
+  for (size_t n : {size_t(1), size_t(5), size_t(12), size_t(2)}) {
+    const auto tokens = random_tokens(n, int(config.vocab_size), r);
+    const auto logits = eigenformer::forward(config, weights, tokens, acts);
+    EXPECT_LT(ref::relative_error(logits, ref::model_logits(config, weights, tokens)),
+              model_tolerance(std::is_same_v<S, float>))
+        << n << " tokens";
+  }
+}
+
+TYPED_TEST(Decoder, FutureTokensDoNotChangeEarlierLogitsBitForBit) {
+  using S = TypeParam;
+  const auto config = ref::tiny_config<S>();
+  const auto weights = ref::random_weights<S>(config, 41);
+  ref::rng r(9);
+  const auto tokens = random_tokens(size_t(config.n_ctx), int(config.vocab_size), r);
+  eigenformer::basic_activations<S> acts(config, config.n_ctx);
+  const eigenformer::matrix<S> base = eigenformer::forward(config, weights, tokens, acts);
+  for (index_t t = 0; t + 1 < config.n_ctx; ++t) {
+    auto changed = tokens;
+    for (size_t i = size_t(t) + 1; i < changed.size(); ++i)
+      changed[i] = token_id((changed[i] + 1 + r.below(int(config.vocab_size) - 1)) % config.vocab_size);
+    const eigenformer::matrix<S> logits = eigenformer::forward(config, weights, changed, acts);
+    EXPECT_EQ(std::memcmp(base.data(), logits.data(), sizeof(S) * size_t((t + 1) * base.cols())), 0)
+        << "positions <= " << t << " changed";
+    EXPECT_NE(std::memcmp(base.data(), logits.data(), sizeof(S) * size_t(base.size())), 0);
+  }
+}
+
+TYPED_TEST(Decoder, BadSequencesThrowWithTheReason) {
+  using S = TypeParam;
+  const auto config = ref::tiny_config<S>();
+  const auto weights = ref::random_weights<S>(config, 1);
+  eigenformer::basic_activations<S> acts(config, config.n_ctx);
+  const auto message = [&](const std::vector<token_id>& tokens) -> std::string {
+    try {
+      eigenformer::forward(config, weights, tokens, acts);
+    } catch (const eigenformer::error& e) {
+      return e.what();
+    }
+    return "no exception";
+  };
+  EXPECT_EQ(message({}), "forward: the token sequence is empty");
+  EXPECT_EQ(message(std::vector<token_id>(15, 1)), "forward: 15 tokens exceed the context of 12 by 3");
+  EXPECT_EQ(message({1, 2, 37}), "token id 37 at position 2 is outside the vocabulary [0, 37)");
+  EXPECT_EQ(message({-4}), "token id -4 at position 0 is outside the vocabulary [0, 37)");
+  EXPECT_THROW(eigenformer::forward(config, weights, std::vector<token_id>(15, 1), acts),
+               eigenformer::shape_error);
+  EXPECT_THROW(eigenformer::forward(config, weights, {37}, acts), eigenformer::value_error);
+
+  eigenformer::basic_activations<S> small(config, 4);
+  EXPECT_THROW(eigenformer::forward(config, weights, std::vector<token_id>(5, 1), small),
+               eigenformer::shape_error);
+}
+
+TYPED_TEST(Decoder, ConvenienceOverloadAllocatesItsOwnActivations) {
+  using S = TypeParam;
+  eigenformer::basic_model<S> model{ref::tiny_config<S>(), {}};
+  model.weights = ref::random_weights<S>(model.config, 2);
+  const std::vector<token_id> tokens{1, 2, 3};
+  const auto logits = eigenformer::forward(model, tokens);
+  EXPECT_LT(ref::relative_error(logits, ref::model_logits(model.config, model.weights, tokens)),
+            model_tolerance(std::is_same_v<S, float>));
+}
+
+TEST(Config, ValidationNamesTheBadValue) {
+  eigenformer::model_config c = eigenformer::model_config::gpt2_124m();
+  EXPECT_NO_THROW(c.validate());
+  c.n_head = 5;
+  EXPECT_THROW(c.validate(), eigenformer::shape_error);
+  c = {};
+  c.n_layer = 0;
+  EXPECT_THROW(c.validate(), eigenformer::value_error);
+  c = {};
+  c.layer_norm_epsilon = -1;
+  EXPECT_THROW(c.validate(), eigenformer::value_error);
+  c = {};
+  c.vocab_size = index_t(1) << 40;
+  EXPECT_THROW(c.validate(), eigenformer::value_error);
+}
+
+TEST(Weights, ValidationNamesTheMisshapenTensor) {
+  const auto config = ref::tiny_config<float>();
+  auto weights = ref::random_weights<float>(config, 1);
+  weights.blocks[1].mlp.fc.bias.resize(3);
+  try {
+    eigenformer::validate_weights(config, weights);
+    FAIL();
+  } catch (const eigenformer::shape_error& e) {
+    EXPECT_STREQ(e.what(), "weights: h.1.mlp.c_fc.bias is [1 x 3], expected [1 x 64]");
+  }
+}
+
+TEST(Weights, Gpt2InitHasTheRightShapes) {
+  auto config = ref::tiny_config<float>();
+  const auto weights = eigenformer::init_gpt2_weights<float>(config, 7);
+  EXPECT_NO_THROW(eigenformer::validate_weights(config, weights));
+  EXPECT_TRUE(weights.tied_lm_head());
+}
+
+}  // namespace
