@@ -50,7 +50,7 @@ TYPED_TEST(Golden, LogitsMatchPyTorch) {
       const auto logits = eigenformer::forward(model.config, model.weights, c.tokens, acts);
       const double err = ref::relative_error(logits, c.logits);
       EXPECT_LT(err, tolerance) << name << ", " << c.tokens.size() << " tokens";
-      this->RecordProperty(std::string(name) + "_T" + std::to_string(c.tokens.size()), std::to_string(err));
+      this->RecordProperty(std::string(name) + "_T" + std::to_string(c.tokens.size()), [&] { char b[32]; std::snprintf(b, sizeof b, "%.3g", err); return std::string(b); }());
     }
   }
 }
