@@ -30,7 +30,8 @@ inline double forward_flops(const ef::model_config& c, double T) {
 }
 
 inline void set_counters(benchmark::State& state, double tokens_per_iter, double flops_per_iter) {
-  state.counters["tokens/s"] = benchmark::Counter(tokens_per_iter, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["tokens/s"] =
+      benchmark::Counter(tokens_per_iter, benchmark::Counter::kIsIterationInvariantRate);
   if (flops_per_iter > 0) {  // element-wise ops (softmax, GELU) report tokens/s only
     state.counters["GFLOP/s"] =
         benchmark::Counter(flops_per_iter * 1e-9, benchmark::Counter::kIsIterationInvariantRate);

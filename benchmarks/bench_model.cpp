@@ -18,13 +18,17 @@ void run_forward(benchmark::State& state, bench::ef::logits_for rows) {
     benchmark::DoNotOptimize(logits.data());
   }
   const double lm_rows = rows == bench::ef::logits_for::all_positions ? double(T) : 1.0;
-  bench::set_counters(state, double(T),
-                      bench::forward_flops(c, double(T)) +
-                          2.0 * lm_rows * double(c.n_embd) * double(c.vocab_size));
+  bench::set_counters(
+      state, double(T),
+      bench::forward_flops(c, double(T)) + 2.0 * lm_rows * double(c.n_embd) * double(c.vocab_size));
 }
 
-void BM_Prefill(benchmark::State& state) { run_forward(state, bench::ef::logits_for::last_position); }
-void BM_AllLogits(benchmark::State& state) { run_forward(state, bench::ef::logits_for::all_positions); }
+void BM_Prefill(benchmark::State& state) {
+  run_forward(state, bench::ef::logits_for::last_position);
+}
+void BM_AllLogits(benchmark::State& state) {
+  run_forward(state, bench::ef::logits_for::all_positions);
+}
 
 BENCHMARK(BM_Prefill)->Arg(64)->Arg(256)->Arg(1024)->Unit(benchmark::kMillisecond)->MinTime(2.0);
 BENCHMARK(BM_AllLogits)->Arg(64)->Arg(256)->Unit(benchmark::kMillisecond)->MinTime(2.0);

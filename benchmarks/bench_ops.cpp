@@ -61,7 +61,7 @@ void BM_Attention(benchmark::State& state) {
   matrix<float> out(T, C);
   for (auto _ : state) {
     bench::ef::causal_self_attention_forward<float>(x, bench::gpt2_weights().blocks[0].attn,
-                                                     c.n_head, scratch, out);
+                                                    c.n_head, scratch, out);
     benchmark::DoNotOptimize(out.data());
   }
   const double t = double(T), ch = double(C);

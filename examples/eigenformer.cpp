@@ -37,8 +37,9 @@ std::vector<ef::token_id> parse_token_ids(const std::string& text) {
     const std::string word = text.substr(i, end - i);
     long long value = 0;
     const auto [ptr, ec] = std::from_chars(word.data(), word.data() + word.size(), value);
-    if (ec == std::errc::result_out_of_range || (ec == std::errc() && ptr == word.data() + word.size() &&
-                                                 (value < 0 || value > INT32_MAX))) {
+    if (ec == std::errc::result_out_of_range ||
+        (ec == std::errc() && ptr == word.data() + word.size() &&
+         (value < 0 || value > INT32_MAX))) {
       throw usage_error("token id '" + word + "' is out of range");
     }
     if (ec != std::errc() || ptr != word.data() + word.size()) {
@@ -71,7 +72,8 @@ int run_logits(const logits_options& opt, const std::vector<ef::token_id>& token
   const auto n_tokens = static_cast<ef::index_t>(tokens.size());
   if (n_tokens > model.config.n_ctx) {
     throw usage_error(ef::detail::concat(n_tokens, " tokens exceed the model's context of ",
-                                         model.config.n_ctx, " by ", n_tokens - model.config.n_ctx));
+                                         model.config.n_ctx, " by ",
+                                         n_tokens - model.config.n_ctx));
   }
   ef::check_token_ids(tokens, model.config.vocab_size);
   const auto rows = opt.out.empty() ? ef::logits_for::last_position : ef::logits_for::all_positions;
@@ -105,7 +107,9 @@ int main(int argc, char** argv) {
 
   logits_options opt;
   auto* logits = app.add_subcommand("logits", "next-token logits for every position");
-  logits->add_option("--model", opt.model_dir, "Hugging Face GPT-2 directory (config.json + model.safetensors)")
+  logits
+      ->add_option("--model", opt.model_dir,
+                   "Hugging Face GPT-2 directory (config.json + model.safetensors)")
       ->required();
   logits->add_option("--tokens", opt.tokens, "token ids, e.g. \"464 2068 7586\"")->required();
   logits->add_option("--out", opt.out, "write all logits [T, V] to this .npy file");
@@ -129,7 +133,8 @@ int main(int argc, char** argv) {
     if (logits->parsed()) {
       const auto tokens = parse_token_ids(opt.tokens);
       check_model_dir(opt.model_dir);
-      return opt.precision == "f64" ? run_logits<double>(opt, tokens) : run_logits<float>(opt, tokens);
+      return opt.precision == "f64" ? run_logits<double>(opt, tokens)
+                                    : run_logits<float>(opt, tokens);
     }
   } catch (const std::exception& e) {
     std::string message = e.what();

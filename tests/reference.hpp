@@ -58,7 +58,6 @@ grid to_grid(const Eigen::MatrixBase<Derived>& m) {
   return g;
 }
 
-
 inline grid matmul(const grid& a, const grid& b) {
   grid c(a.size(), std::vector<double>(b[0].size(), 0.0));
   for (size_t i = 0; i < a.size(); ++i)
@@ -213,8 +212,9 @@ eigenformer::basic_model_weights<Scalar> random_weights(const eigenformer::model
   rng r(seed);
   const index_t C = c.n_embd, H = c.mlp_hidden();
   const auto lin = [&](index_t in, index_t out) {
-    return eigenformer::linear_weights<Scalar>{random_matrix<Scalar>(in, out, r, 1.5 / std::sqrt(double(in))),
-                                               random_row<Scalar>(out, r, 0.2)};
+    return eigenformer::linear_weights<Scalar>{
+        random_matrix<Scalar>(in, out, r, 1.5 / std::sqrt(double(in))),
+        random_row<Scalar>(out, r, 0.2)};
   };
   const auto norm = [&] {
     return eigenformer::layer_norm_weights<Scalar>{random_row<Scalar>(C, r, 0.3, 1.0),

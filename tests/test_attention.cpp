@@ -41,8 +41,8 @@ TYPED_TEST(Attention, HandComputedCaseFixesTheSoftmaxAxis) {
   k << 1, 3;
   v << 10, 20;
   matrix<S> weights;
-  eigenformer::causal_attention_heads<S>(q, k, v, 1, 0, scores, out,
-                                         [&](index_t, eigenformer::matrix_cref<S> p) { weights = p; });
+  eigenformer::causal_attention_heads<S>(
+      q, k, v, 1, 0, scores, out, [&](index_t, eigenformer::matrix_cref<S> p) { weights = p; });
   const double p10 = 1 / (1 + std::exp(4.0)), p11 = 1 - p10;
   EXPECT_EQ(weights(0, 0), S(1));
   EXPECT_EQ(weights(0, 1), S(0));
@@ -61,8 +61,8 @@ TYPED_TEST(Attention, CoreMatchesNaiveLoopsWithCachedKeys) {
   const auto v = ref::random_matrix<S>(n_past + T, C, r, 2.0);
   matrix<S> scores(T, n_past + T), out(T, C);
   eigenformer::causal_attention_heads<S>(q, k, v, H, n_past, scores, out);
-  const auto expected = ref::attention_core(ref::to_grid(q), ref::to_grid(k), ref::to_grid(v),
-                                            int(H), int(n_past));
+  const auto expected =
+      ref::attention_core(ref::to_grid(q), ref::to_grid(k), ref::to_grid(v), int(H), int(n_past));
   EXPECT_LT(ref::relative_error(out, expected), ref::tolerance<S>());
 }
 

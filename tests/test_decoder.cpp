@@ -15,7 +15,9 @@ template <class Scalar>
 class Decoder : public ::testing::Test {};
 TYPED_TEST_SUITE(Decoder, ref::scalar_types);
 
-constexpr double model_tolerance(bool is_float) { return is_float ? 1e-5 : 1e-10; }
+constexpr double model_tolerance(bool is_float) {
+  return is_float ? 1e-5 : 1e-10;
+}
 
 std::vector<token_id> random_tokens(size_t n, int vocab, ref::rng& r) {
   std::vector<token_id> t(n);
@@ -40,10 +42,11 @@ TYPED_TEST(Decoder, LogitsMatchNaiveModelTiedAndUntied) {
         << "untied = " << untied;
 
     // Only the last position: same numbers as the last row of the reference.
-    const auto last = eigenformer::forward(config, weights, tokens, acts,
-                                           eigenformer::logits_for::last_position);
+    const auto last =
+        eigenformer::forward(config, weights, tokens, acts, eigenformer::logits_for::last_position);
     ASSERT_EQ(last.rows(), 1);
-    EXPECT_LT(ref::relative_error(last, {expected.back()}), model_tolerance(std::is_same_v<S, float>));
+    EXPECT_LT(ref::relative_error(last, {expected.back()}),
+              model_tolerance(std::is_same_v<S, float>));
   }
 }
 
@@ -73,7 +76,8 @@ TYPED_TEST(Decoder, FutureTokensDoNotChangeEarlierLogitsBitForBit) {
   for (index_t t = 0; t + 1 < config.n_ctx; ++t) {
     auto changed = tokens;
     for (size_t i = size_t(t) + 1; i < changed.size(); ++i)
-      changed[i] = token_id((changed[i] + 1 + r.below(int(config.vocab_size) - 1)) % config.vocab_size);
+      changed[i] =
+          token_id((changed[i] + 1 + r.below(int(config.vocab_size) - 1)) % config.vocab_size);
     const eigenformer::matrix<S> logits = eigenformer::forward(config, weights, changed, acts);
     EXPECT_EQ(std::memcmp(base.data(), logits.data(), sizeof(S) * size_t((t + 1) * base.cols())), 0)
         << "positions <= " << t << " changed";
@@ -95,7 +99,8 @@ TYPED_TEST(Decoder, BadSequencesThrowWithTheReason) {
     return "no exception";
   };
   EXPECT_EQ(message({}), "forward: the token sequence is empty");
-  EXPECT_EQ(message(std::vector<token_id>(15, 1)), "forward: 15 tokens exceed the context of 12 by 3");
+  EXPECT_EQ(message(std::vector<token_id>(15, 1)),
+            "forward: 15 tokens exceed the context of 12 by 3");
   EXPECT_EQ(message({1, 2, 37}), "token id 37 at position 2 is outside the vocabulary [0, 37)");
   EXPECT_EQ(message({-4}), "token id -4 at position 0 is outside the vocabulary [0, 37)");
   EXPECT_THROW(eigenformer::forward(config, weights, std::vector<token_id>(15, 1), acts),

@@ -50,7 +50,11 @@ TYPED_TEST(Golden, LogitsMatchPyTorch) {
       const auto logits = eigenformer::forward(model.config, model.weights, c.tokens, acts);
       const double err = ref::relative_error(logits, c.logits);
       EXPECT_LT(err, tolerance) << name << ", " << c.tokens.size() << " tokens";
-      this->RecordProperty(std::string(name) + "_T" + std::to_string(c.tokens.size()), [&] { char b[32]; std::snprintf(b, sizeof b, "%.3g", err); return std::string(b); }());
+      this->RecordProperty(std::string(name) + "_T" + std::to_string(c.tokens.size()), [&] {
+        char b[32];
+        std::snprintf(b, sizeof b, "%.3g", err);
+        return std::string(b);
+      }());
     }
   }
 }
@@ -77,19 +81,24 @@ std::string config_error(const std::string& text) {
 }
 
 TEST(HfGpt2, ConfigErrors) {
-  const std::string ok = R"("n_layer": 2, "n_head": 4, "n_embd": 32, "vocab_size": 10, "n_positions": 8)";
+  const std::string ok =
+      R"("n_layer": 2, "n_head": 4, "n_embd": 32, "vocab_size": 10, "n_positions": 8)";
   EXPECT_EQ(config_error("{" + ok + "}"), "no exception");
-  EXPECT_EQ(config_error(R"({"n_layer": 2, "n_head": 4, "n_embd": 32, "vocab_size": 10, "n_ctx": 8})"),
-            "no exception");
+  EXPECT_EQ(
+      config_error(R"({"n_layer": 2, "n_head": 4, "n_embd": 32, "vocab_size": 10, "n_ctx": 8})"),
+      "no exception");
   EXPECT_NE(config_error("{" + ok).find("config.json: malformed JSON"), std::string::npos);
   EXPECT_EQ(config_error(R"({"n_layer": 2})"), "config.json: missing integer 'n_head'");
   EXPECT_EQ(config_error(R"({"n_layer": "2", "n_head": 4})"),
             "config.json: 'n_layer' is \"2\", not an integer");
-  EXPECT_EQ(config_error(R"({"n_layer": 2, "n_head": 5, "n_embd": 32, "vocab_size": 10, "n_positions": 8})"),
+  EXPECT_EQ(config_error(
+                R"({"n_layer": 2, "n_head": 5, "n_embd": 32, "vocab_size": 10, "n_positions": 8})"),
             "config.json: config: n_embd = 32 is not divisible by n_head = 5");
-  EXPECT_EQ(config_error(R"({"n_layer": 0, "n_head": 4, "n_embd": 32, "vocab_size": 10, "n_positions": 8})"),
+  EXPECT_EQ(config_error(
+                R"({"n_layer": 0, "n_head": 4, "n_embd": 32, "vocab_size": 10, "n_positions": 8})"),
             "config.json: config: n_layer = 0 is outside [1, 1024]");
-  EXPECT_EQ(config_error(R"({"n_layer": 2, "n_head": 4, "n_embd": 32, "vocab_size": -3, "n_positions": 8})"),
+  EXPECT_EQ(config_error(
+                R"({"n_layer": 2, "n_head": 4, "n_embd": 32, "vocab_size": -3, "n_positions": 8})"),
             "config.json: config: vocab_size = -3 is outside [1, 16777216]");
   EXPECT_EQ(config_error("{" + ok + R"(, "layer_norm_epsilon": 0})"),
             "config.json: config: layer_norm_epsilon = 0 must be positive and finite");
@@ -105,7 +114,8 @@ class BrokenCheckpoint : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() /
-           ("eigenformer_test_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+           ("eigenformer_test_" +
+            std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
     fs::create_directories(dir_);
     fs::copy_file(fixtures + "/tiny_f32/config.json", dir_ / "config.json",
                   fs::copy_options::overwrite_existing);
@@ -139,14 +149,15 @@ class BrokenCheckpoint : public ::testing::Test {
 
 TEST_F(BrokenCheckpoint, MissingTensorIsNamed) {
   const std::string err = load_error(with_header_edit("\"h.1.ln_2.bias\"", "\"h.1.ln_2.bia_\""));
-  EXPECT_NE(err.find("model.safetensors: tensor 'h.1.ln_2.bias' is missing"), std::string::npos) << err;
+  EXPECT_NE(err.find("model.safetensors: tensor 'h.1.ln_2.bias' is missing"), std::string::npos)
+      << err;
 }
 
 TEST_F(BrokenCheckpoint, MisshapenTensorIsNamed) {
   // c_attn.weight [32, 96] relabelled as [96, 32]: same bytes, transposed shape.
-  const std::string err = load_error(with_header_edit(
-      "\"h.0.attn.c_attn.weight\":{\"dtype\":\"F32\",\"shape\":[32,96]",
-      "\"h.0.attn.c_attn.weight\":{\"dtype\":\"F32\",\"shape\":[96,32]"));
+  const std::string err = load_error(
+      with_header_edit("\"h.0.attn.c_attn.weight\":{\"dtype\":\"F32\",\"shape\":[32,96]",
+                       "\"h.0.attn.c_attn.weight\":{\"dtype\":\"F32\",\"shape\":[96,32]"));
   EXPECT_NE(err.find("tensor 'h.0.attn.c_attn.weight' has shape [96, 32], expected [32, 96]"),
             std::string::npos)
       << err;
@@ -167,7 +178,8 @@ TEST_F(BrokenCheckpoint, TruncatedFile) {
 
 TEST_F(BrokenCheckpoint, HeaderCutInHalf) {
   const std::string err = load_error(original_.substr(0, 300));
-  EXPECT_NE(err.find("is larger than the 292 bytes after the size field"), std::string::npos) << err;
+  EXPECT_NE(err.find("is larger than the 292 bytes after the size field"), std::string::npos)
+      << err;
 }
 
 TEST_F(BrokenCheckpoint, MissingFiles) {

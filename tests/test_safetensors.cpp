@@ -67,8 +67,8 @@ TEST(Safetensors, ReadsEveryFloatDtype) {
   // F16 0x3C00 = 1, 0xC000 = -2; BF16 0x3F80 = 1, 0x4049 = 3.140625.
   const std::string h = R"({"h":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},)"
                         R"("g":{"dtype":"BF16","shape":[2],"data_offsets":[4,8]}})";
-  eigenformer::safetensors_file g(make_file(h, raw<std::uint16_t>({0x3C00, 0xC000, 0x3F80, 0x4049})),
-                                  "test.safetensors");
+  eigenformer::safetensors_file g(
+      make_file(h, raw<std::uint16_t>({0x3C00, 0xC000, 0x3F80, 0x4049})), "test.safetensors");
   const auto half = g.read<double>("h", {2});
   EXPECT_EQ(half(0, 0), 1.0);
   EXPECT_EQ(half(0, 1), -2.0);
@@ -78,9 +78,15 @@ TEST(Safetensors, ReadsEveryFloatDtype) {
 }
 
 TEST(Safetensors, WrongShapeOrDtypeOrMissingTensor) {
-  eigenformer::safetensors_file f(make_file(
-      good_header.substr(0, good_header.size() - 1) + R"(,"m":{"dtype":"U8","shape":[1],"data_offsets":[40,41]}})",
-      [] { auto d = good_data(); d.push_back(1); return d; }()), "test.safetensors");
+  eigenformer::safetensors_file f(
+      make_file(good_header.substr(0, good_header.size() - 1) +
+                    R"(,"m":{"dtype":"U8","shape":[1],"data_offsets":[40,41]}})",
+                [] {
+                  auto d = good_data();
+                  d.push_back(1);
+                  return d;
+                }()),
+      "test.safetensors");
   try {
     f.read<float>("a", {3, 2});
     FAIL();
@@ -115,35 +121,46 @@ TEST(Safetensors, RejectsMalformedFiles) {
   // Trailing bytes nobody owns.
   auto longer = data;
   longer.push_back(0);
-  EXPECT_TRUE(has(error_of(make_file(good_header, longer)), "tensors cover 40 data bytes but the file holds 41"));
+  EXPECT_TRUE(has(error_of(make_file(good_header, longer)),
+                  "tensors cover 40 data bytes but the file holds 41"));
   // Overlap.
   EXPECT_TRUE(has(error_of(make_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
                                      R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
                                      bytes(12))),
                   "tensor 'b' bytes [4, 12) overlap tensor 'a' bytes [0, 8)"));
   // Hole.
-  EXPECT_TRUE(has(error_of(make_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", bytes(8))),
-                  "belong to no tensor"));
+  EXPECT_TRUE(has(
+      error_of(make_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", bytes(8))),
+      "belong to no tensor"));
   // Size that does not match the shape.
-  EXPECT_TRUE(has(error_of(make_file(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", bytes(8))),
-                  "data_offsets span 8 bytes but shape [3] of F32 needs 12"));
-  EXPECT_TRUE(has(error_of(make_file(R"({"a":{"dtype":"F128","shape":[1],"data_offsets":[0,16]}})", bytes(16))),
-                  "tensor 'a': unknown dtype \"F128\""));
-  EXPECT_TRUE(has(error_of(make_file(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,4]}})", bytes(4))),
-                  "overflows 64 bits"));
-  EXPECT_TRUE(has(error_of(make_file(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", bytes(4))),
-                  "not a non-negative integer"));
-  EXPECT_TRUE(has(error_of(make_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[8,4]}})", bytes(8))),
-                  "lie outside the data section"));
+  EXPECT_TRUE(has(
+      error_of(make_file(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", bytes(8))),
+      "data_offsets span 8 bytes but shape [3] of F32 needs 12"));
+  EXPECT_TRUE(has(
+      error_of(make_file(R"({"a":{"dtype":"F128","shape":[1],"data_offsets":[0,16]}})", bytes(16))),
+      "tensor 'a': unknown dtype \"F128\""));
+  EXPECT_TRUE(
+      has(error_of(make_file(
+              R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,4]}})",
+              bytes(4))),
+          "overflows 64 bits"));
+  EXPECT_TRUE(has(
+      error_of(make_file(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", bytes(4))),
+      "not a non-negative integer"));
+  EXPECT_TRUE(has(
+      error_of(make_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[8,4]}})", bytes(8))),
+      "lie outside the data section"));
   EXPECT_TRUE(has(error_of(make_file(R"({"a":{"dtype":"F32","shape":[1]}})", bytes(4))),
                   "tensor 'a': has no 'data_offsets'"));
-  EXPECT_TRUE(has(error_of(make_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0]}})", bytes(4))),
-                  "is not two non-negative integers"));
+  EXPECT_TRUE(
+      has(error_of(make_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0]}})", bytes(4))),
+          "is not two non-negative integers"));
   EXPECT_TRUE(has(error_of(make_file(R"({"__metadata__":{"k":1}})", {})), "is not a string"));
 }
 
 TEST(Safetensors, MissingFileIsAnIoError) {
-  EXPECT_THROW(eigenformer::safetensors_file("/nonexistent/model.safetensors"), eigenformer::io_error);
+  EXPECT_THROW(eigenformer::safetensors_file("/nonexistent/model.safetensors"),
+               eigenformer::io_error);
 }
 
 }  // namespace

@@ -29,7 +29,8 @@ TYPED_TEST(Softmax, RowsMatchNaiveReferenceAndSumToOne) {
     for (double& v : row) v /= sum;
   }
   EXPECT_LT(ref::relative_error(scores, expected), ref::tolerance<S>());
-  for (int i = 0; i < 5; ++i) EXPECT_NEAR(double(scores.row(i).sum()), 1.0, 10 * ref::tolerance<S>());
+  for (int i = 0; i < 5; ++i)
+    EXPECT_NEAR(double(scores.row(i).sum()), 1.0, 10 * ref::tolerance<S>());
 }
 
 TYPED_TEST(Softmax, HugeScoresDoNotOverflow) {

@@ -30,7 +30,23 @@ namespace eigenformer {
 /// Every dtype of the safetensors specification. All are accepted in a header (checkpoints carry
 /// integer and boolean buffers such as GPT-2's stored attention mask); only the floating-point
 /// ones can be read into a matrix.
-enum class dtype { f64, f32, f16, bf16, f8_e4m3, f8_e5m2, i64, u64, i32, u32, i16, u16, i8, u8, boolean };
+enum class dtype {
+  f64,
+  f32,
+  f16,
+  bf16,
+  f8_e4m3,
+  f8_e5m2,
+  i64,
+  u64,
+  i32,
+  u32,
+  i16,
+  u16,
+  i8,
+  u8,
+  boolean
+};
 
 namespace detail {
 struct dtype_entry {
@@ -39,11 +55,11 @@ struct dtype_entry {
   std::size_t size;
 };
 inline constexpr dtype_entry dtype_table[] = {
-    {dtype::f64, "F64", 8},         {dtype::f32, "F32", 4},         {dtype::f16, "F16", 2},
-    {dtype::bf16, "BF16", 2},       {dtype::f8_e4m3, "F8_E4M3", 1}, {dtype::f8_e5m2, "F8_E5M2", 1},
-    {dtype::i64, "I64", 8},         {dtype::u64, "U64", 8},         {dtype::i32, "I32", 4},
-    {dtype::u32, "U32", 4},         {dtype::i16, "I16", 2},         {dtype::u16, "U16", 2},
-    {dtype::i8, "I8", 1},           {dtype::u8, "U8", 1},           {dtype::boolean, "BOOL", 1}};
+    {dtype::f64, "F64", 8},   {dtype::f32, "F32", 4},         {dtype::f16, "F16", 2},
+    {dtype::bf16, "BF16", 2}, {dtype::f8_e4m3, "F8_E4M3", 1}, {dtype::f8_e5m2, "F8_E5M2", 1},
+    {dtype::i64, "I64", 8},   {dtype::u64, "U64", 8},         {dtype::i32, "I32", 4},
+    {dtype::u32, "U32", 4},   {dtype::i16, "I16", 2},         {dtype::u16, "U16", 2},
+    {dtype::i8, "I8", 1},     {dtype::u8, "U8", 1},           {dtype::boolean, "BOOL", 1}};
 }  // namespace detail
 
 inline const char* dtype_name(dtype t) {
@@ -162,7 +178,8 @@ class safetensors_file {
   /// `expected_shape` is checked exactly: {n} for vectors (returned as [1 x n]), {r, c} for
   /// matrices.
   template <class Scalar>
-  matrix<Scalar> read(const std::string& name, const std::vector<std::int64_t>& expected_shape) const {
+  matrix<Scalar> read(const std::string& name,
+                      const std::vector<std::int64_t>& expected_shape) const {
     const tensor_info& t = info(name);
     if (t.shape != expected_shape) {
       throw format_error(detail::concat(path_, ": tensor '", name, "' has shape ",
@@ -213,13 +230,15 @@ class safetensors_file {
 
   void parse() {
     if (bytes_.size() < 8) {
-      fail(detail::concat("file of ", bytes_.size(), " bytes is too short for the 8-byte header size"));
+      fail(detail::concat("file of ", bytes_.size(),
+                          " bytes is too short for the 8-byte header size"));
     }
     std::uint64_t header_size = 0;
-    for (int i = 7; i >= 0; --i) header_size = (header_size << 8) | bytes_[static_cast<std::size_t>(i)];
+    for (int i = 7; i >= 0; --i)
+      header_size = (header_size << 8) | bytes_[static_cast<std::size_t>(i)];
     if (header_size > bytes_.size() - 8) {
-      fail(detail::concat("header size ", header_size, " is larger than the ",
-                          bytes_.size() - 8, " bytes after the size field (truncated file?)"));
+      fail(detail::concat("header size ", header_size, " is larger than the ", bytes_.size() - 8,
+                          " bytes after the size field (truncated file?)"));
     }
     if (header_size > max_header_bytes) {
       fail(detail::concat("header size ", header_size, " exceeds the limit of ", max_header_bytes));
@@ -229,7 +248,8 @@ class safetensors_file {
 
     nlohmann::json header;
     try {
-      header = nlohmann::json::parse(bytes_.begin() + 8, bytes_.begin() + 8 + static_cast<std::ptrdiff_t>(header_size_));
+      header = nlohmann::json::parse(
+          bytes_.begin() + 8, bytes_.begin() + 8 + static_cast<std::ptrdiff_t>(header_size_));
     } catch (const nlohmann::json::exception& e) {
       fail(std::string("malformed JSON header: ") + e.what());
     }
@@ -248,10 +268,9 @@ class safetensors_file {
       tensors_[name] = parse_entry(name, entry, data_size);
     }
     for (const auto& kv : tensors_) by_offset.push_back(&kv.second);
-    std::sort(by_offset.begin(), by_offset.end(),
-              [](const tensor_info* a, const tensor_info* b) {
-                return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
-              });
+    std::sort(by_offset.begin(), by_offset.end(), [](const tensor_info* a, const tensor_info* b) {
+      return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+    });
     // Tensors must tile the data section: each starts where the previous ended.
     std::size_t covered = 0;
     const tensor_info* previous = nullptr;

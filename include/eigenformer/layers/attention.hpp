@@ -42,7 +42,9 @@ struct attention_scratch {
 
   attention_scratch() = default;
   attention_scratch(index_t max_tokens, index_t channels)
-      : qkv(max_tokens, 3 * channels), scores(max_tokens, max_tokens), heads(max_tokens, channels) {}
+      : qkv(max_tokens, 3 * channels),
+        scores(max_tokens, max_tokens),
+        heads(max_tokens, channels) {}
 };
 
 /// The attention core without projections: for every head, softmax(Q K^T / sqrt(d)) V with the
@@ -62,11 +64,10 @@ void causal_attention_heads(matrix_cref<Scalar> q, matrix_cref<Scalar> k, matrix
   if (n_past < 0 || n_key != n_past + n_query || v.rows() != n_key || k.cols() != channels ||
       v.cols() != channels || out.rows() != n_query || out.cols() != channels ||
       scores.rows() < n_query || scores.cols() < n_key) {
-    throw shape_error(detail::concat("attention: q [", n_query, " x ", channels, "], k [", n_key,
-                                     " x ", k.cols(), "], v [", v.rows(), " x ", v.cols(),
-                                     "], n_past ", n_past, ", scores buffer [", scores.rows(),
-                                     " x ", scores.cols(), "], out [", out.rows(), " x ",
-                                     out.cols(), "] do not fit together"));
+    throw shape_error(detail::concat(
+        "attention: q [", n_query, " x ", channels, "], k [", n_key, " x ", k.cols(), "], v [",
+        v.rows(), " x ", v.cols(), "], n_past ", n_past, ", scores buffer [", scores.rows(), " x ",
+        scores.cols(), "], out [", out.rows(), " x ", out.cols(), "] do not fit together"));
   }
   const index_t head_dim = channels / n_head;
   const Scalar scale = Scalar(1) / std::sqrt(Scalar(head_dim));

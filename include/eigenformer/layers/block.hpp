@@ -26,9 +26,9 @@ struct block_weights {
 /// Buffers of one block call, sized once for the longest sequence and reused by every block.
 template <class Scalar>
 struct block_scratch {
-  matrix<Scalar> normed;     // [max_T x C], ln_1(x) then ln_2(x)
-  matrix<Scalar> sublayer;   // [max_T x C], attn(...) then mlp(...) before the residual add
-  matrix<Scalar> hidden;     // [max_T x n_inner], the MLP's hidden activations
+  matrix<Scalar> normed;    // [max_T x C], ln_1(x) then ln_2(x)
+  matrix<Scalar> sublayer;  // [max_T x C], attn(...) then mlp(...) before the residual add
+  matrix<Scalar> hidden;    // [max_T x n_inner], the MLP's hidden activations
   attention_scratch<Scalar> attention;
 
   block_scratch() = default;

@@ -28,8 +28,7 @@ void embedding_forward(const std::vector<token_id>& tokens, matrix_cref<Scalar> 
   if (wte.cols() != wpe.cols() || out.rows() != n_tokens || out.cols() != wte.cols()) {
     throw shape_error(detail::concat("embedding_forward: wte is [", wte.rows(), " x ", wte.cols(),
                                      "], wpe is [", wpe.rows(), " x ", wpe.cols(), "], out is [",
-                                     out.rows(), " x ", out.cols(), "] for ", n_tokens,
-                                     " tokens"));
+                                     out.rows(), " x ", out.cols(), "] for ", n_tokens, " tokens"));
   }
   if (first_position < 0 || first_position + n_tokens > wpe.rows()) {
     throw shape_error(detail::concat("embedding_forward: positions [", first_position, ", ",

@@ -12,10 +12,10 @@ namespace eigenformer {
 struct model_config {
   index_t n_layer = 12;
   index_t n_head = 12;
-  index_t n_embd = 768;       // C
-  index_t vocab_size = 50257; // V
-  index_t n_ctx = 1024;       // longest sequence (number of learned positions)
-  index_t n_inner = 0;        // MLP hidden width; 0 means 4 * n_embd, as in GPT-2
+  index_t n_embd = 768;        // C
+  index_t vocab_size = 50257;  // V
+  index_t n_ctx = 1024;        // longest sequence (number of learned positions)
+  index_t n_inner = 0;         // MLP hidden width; 0 means 4 * n_embd, as in GPT-2
   double layer_norm_epsilon = 1e-5;
 
   index_t head_dim() const { return n_embd / n_head; }
@@ -30,8 +30,8 @@ struct model_config {
   void validate() const {
     const auto check_range = [](const char* name, index_t value, index_t lo, index_t hi) {
       if (value < lo || value > hi) {
-        throw value_error(detail::concat("config: ", name, " = ", value, " is outside [", lo,
-                                         ", ", hi, "]"));
+        throw value_error(
+            detail::concat("config: ", name, " = ", value, " is outside [", lo, ", ", hi, "]"));
       }
     };
     check_range("n_layer", n_layer, 1, 1024);
@@ -41,8 +41,8 @@ struct model_config {
     check_range("n_ctx", n_ctx, 1, index_t(1) << 20);
     check_range("n_inner", n_inner, 0, index_t(1) << 20);
     if (n_embd % n_head != 0) {
-      throw shape_error(detail::concat("config: n_embd = ", n_embd,
-                                       " is not divisible by n_head = ", n_head));
+      throw shape_error(
+          detail::concat("config: n_embd = ", n_embd, " is not divisible by n_head = ", n_head));
     }
     if (!(layer_norm_epsilon > 0.0) || !std::isfinite(layer_norm_epsilon)) {
       throw value_error(detail::concat("config: layer_norm_epsilon = ", layer_norm_epsilon,

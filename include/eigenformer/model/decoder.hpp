@@ -32,13 +32,12 @@ using model = basic_model<float>;
 inline void check_sequence_length(index_t n_tokens, index_t n_ctx, index_t max_tokens) {
   if (n_tokens == 0) throw shape_error("forward: the token sequence is empty");
   if (n_tokens > n_ctx) {
-    throw shape_error(detail::concat("forward: ", n_tokens, " tokens exceed the context of ",
-                                     n_ctx, " by ", n_tokens - n_ctx));
+    throw shape_error(detail::concat("forward: ", n_tokens, " tokens exceed the context of ", n_ctx,
+                                     " by ", n_tokens - n_ctx));
   }
   if (n_tokens > max_tokens) {
     throw shape_error(detail::concat("forward: ", n_tokens, " tokens exceed the ", max_tokens,
-                                     " the activations were sized for by ",
-                                     n_tokens - max_tokens));
+                                     " the activations were sized for by ", n_tokens - max_tokens));
   }
 }
 

@@ -52,8 +52,8 @@ void validate_weights(const model_config& config, const basic_model_weights<Scal
   expect_shape("wte", w.wte.rows(), w.wte.cols(), V, C);
   expect_shape("wpe", w.wpe.rows(), w.wpe.cols(), config.n_ctx, C);
   if (static_cast<index_t>(w.blocks.size()) != config.n_layer) {
-    throw shape_error(detail::concat("weights: ", w.blocks.size(), " blocks, config has n_layer = ",
-                                     config.n_layer));
+    throw shape_error(detail::concat("weights: ", w.blocks.size(),
+                                     " blocks, config has n_layer = ", config.n_layer));
   }
   const auto vec = [&](const std::string& name, const row_vector<Scalar>& v, index_t n) {
     expect_shape(name, 1, v.size(), 1, n);
@@ -66,15 +66,14 @@ void validate_weights(const model_config& config, const basic_model_weights<Scal
     expect_shape(p + "attn.c_attn.weight", b.attn.qkv.weight.rows(), b.attn.qkv.weight.cols(), C,
                  3 * C);
     vec(p + "attn.c_attn.bias", b.attn.qkv.bias, 3 * C);
-    expect_shape(p + "attn.c_proj.weight", b.attn.proj.weight.rows(), b.attn.proj.weight.cols(),
-                 C, C);
+    expect_shape(p + "attn.c_proj.weight", b.attn.proj.weight.rows(), b.attn.proj.weight.cols(), C,
+                 C);
     vec(p + "attn.c_proj.bias", b.attn.proj.bias, C);
     vec(p + "ln_2.weight", b.ln_2.gain, C);
     vec(p + "ln_2.bias", b.ln_2.bias, C);
     expect_shape(p + "mlp.c_fc.weight", b.mlp.fc.weight.rows(), b.mlp.fc.weight.cols(), C, H);
     vec(p + "mlp.c_fc.bias", b.mlp.fc.bias, H);
-    expect_shape(p + "mlp.c_proj.weight", b.mlp.proj.weight.rows(), b.mlp.proj.weight.cols(), H,
-                 C);
+    expect_shape(p + "mlp.c_proj.weight", b.mlp.proj.weight.rows(), b.mlp.proj.weight.cols(), H, C);
     vec(p + "mlp.c_proj.bias", b.mlp.proj.bias, C);
   }
   vec("ln_f.weight", w.ln_f.gain, C);
