@@ -16,6 +16,7 @@
 #include "eigenformer/model/activations.hpp"
 #include "eigenformer/model/config.hpp"
 #include "eigenformer/model/decoder.hpp"
+#include "eigenformer/model/kv_cache.hpp"
 #include "eigenformer/model/weights.hpp"
 #include "eigenformer/ops/gelu.hpp"
 #include "eigenformer/ops/softmax.hpp"

@@ -11,6 +11,7 @@
 //   out = concat_h(O_h) W_proj + b        [T x C]
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 
@@ -41,10 +42,19 @@ struct attention_scratch {
   matrix<Scalar> heads;   // [max_T x C], concatenated head outputs
 
   attention_scratch() = default;
-  attention_scratch(index_t max_tokens, index_t channels)
+  /// `max_keys`: the most keys a query can see (n_ctx when a KV cache is used).
+  attention_scratch(index_t max_tokens, index_t channels, index_t max_keys = 0)
       : qkv(max_tokens, 3 * channels),
-        scores(max_tokens, max_tokens),
+        scores(max_tokens, std::max(max_keys, max_tokens)),
         heads(max_tokens, channels) {}
+};
+
+/// One layer's keys and values of the tokens seen so far (rows [0, n_past) are filled).
+/// Owned by a model::kv_cache; one per sequence, never shared between threads.
+template <class Scalar>
+struct kv_cache_layer {
+  matrix<Scalar> keys;    // [n_ctx x C]
+  matrix<Scalar> values;  // [n_ctx x C]
 };
 
 /// The attention core without projections: for every head, softmax(Q K^T / sqrt(d)) V with the
@@ -82,13 +92,18 @@ void causal_attention_heads(matrix_cref<Scalar> q, matrix_cref<Scalar> k, matrix
   }
 }
 
-/// Causal self-attention of a whole sequence (no earlier tokens).
+/// Causal self-attention of T new tokens.
 /// x: [T x C] (already layer-normed), out: [T x C], scratch sized for at least T tokens.
+/// Without a cache the tokens are the whole sequence. With `cache`, the tokens sit at positions
+/// [n_past, n_past + T): their keys and values are appended to the cache rows, and each query
+/// attends to the cached keys as well — the work is proportional to the keys, not a re-run of
+/// the prefix.
 template <class Scalar>
 void causal_self_attention_forward(matrix_cref<Scalar> x, const attention_weights<Scalar>& w,
                                    index_t n_head, attention_scratch<Scalar>& scratch,
                                    matrix_ref<Scalar> out,
-                                   const attention_observer<Scalar>& observe = nullptr) {
+                                   const attention_observer<Scalar>& observe = nullptr,
+                                   kv_cache_layer<Scalar>* cache = nullptr, index_t n_past = 0) {
   const index_t n_tokens = x.rows(), channels = x.cols();
   if (scratch.qkv.rows() < n_tokens || scratch.qkv.cols() != 3 * channels ||
       scratch.heads.rows() < n_tokens || scratch.heads.cols() != channels) {
@@ -99,9 +114,24 @@ void causal_self_attention_forward(matrix_cref<Scalar> x, const attention_weight
   auto qkv = scratch.qkv.topRows(n_tokens);
   linear_forward<Scalar>(x, w.qkv, qkv);
   auto heads = scratch.heads.topRows(n_tokens);
-  causal_attention_heads<Scalar>(qkv.leftCols(channels), qkv.middleCols(channels, channels),
-                                 qkv.rightCols(channels), n_head, 0, scratch.scores, heads,
-                                 observe);
+  if (cache == nullptr) {
+    causal_attention_heads<Scalar>(qkv.leftCols(channels), qkv.middleCols(channels, channels),
+                                   qkv.rightCols(channels), n_head, 0, scratch.scores, heads,
+                                   observe);
+  } else {
+    const index_t n_keys = n_past + n_tokens;
+    if (n_past < 0 || n_keys > cache->keys.rows() || cache->keys.cols() != channels ||
+        cache->values.rows() != cache->keys.rows() || cache->values.cols() != channels) {
+      throw shape_error(detail::concat("attention: ", n_past, " cached + ", n_tokens,
+                                       " new tokens do not fit a KV cache of [", cache->keys.rows(),
+                                       " x ", cache->keys.cols(), "]"));
+    }
+    cache->keys.middleRows(n_past, n_tokens) = qkv.middleCols(channels, channels);
+    cache->values.middleRows(n_past, n_tokens) = qkv.rightCols(channels);
+    causal_attention_heads<Scalar>(qkv.leftCols(channels), cache->keys.topRows(n_keys),
+                                   cache->values.topRows(n_keys), n_head, n_past, scratch.scores,
+                                   heads, observe);
+  }
   linear_forward<Scalar>(heads, w.proj, out);
 }
 

@@ -32,17 +32,20 @@ struct block_scratch {
   attention_scratch<Scalar> attention;
 
   block_scratch() = default;
-  block_scratch(index_t max_tokens, index_t channels, index_t n_inner)
+  block_scratch(index_t max_tokens, index_t channels, index_t n_inner, index_t max_keys = 0)
       : normed(max_tokens, channels),
         sublayer(max_tokens, channels),
         hidden(max_tokens, n_inner),
-        attention(max_tokens, channels) {}
+        attention(max_tokens, channels, max_keys) {}
 };
 
-/// x: [T x C], updated in place (the residual stream).
+/// x: [T x C], updated in place (the residual stream). `observe`, `cache` and `n_past` are
+/// passed to the attention (see causal_self_attention_forward).
 template <class Scalar>
 void block_forward(matrix_ref<Scalar> x, const block_weights<Scalar>& w, index_t n_head,
-                   Scalar layer_norm_eps, block_scratch<Scalar>& scratch) {
+                   Scalar layer_norm_eps, block_scratch<Scalar>& scratch,
+                   const attention_observer<Scalar>& observe = nullptr,
+                   kv_cache_layer<Scalar>* cache = nullptr, index_t n_past = 0) {
   const index_t n_tokens = x.rows();
   if (scratch.normed.rows() < n_tokens || scratch.normed.cols() != x.cols()) {
     throw shape_error(detail::concat("block_forward: scratch sized for ", scratch.normed.rows(),
@@ -53,7 +56,8 @@ void block_forward(matrix_ref<Scalar> x, const block_weights<Scalar>& w, index_t
   auto sublayer = scratch.sublayer.topRows(n_tokens);
 
   layer_norm_forward<Scalar>(x, w.ln_1, layer_norm_eps, normed);
-  causal_self_attention_forward<Scalar>(normed, w.attn, n_head, scratch.attention, sublayer);
+  causal_self_attention_forward<Scalar>(normed, w.attn, n_head, scratch.attention, sublayer,
+                                        observe, cache, n_past);
   x += sublayer;
 
   layer_norm_forward<Scalar>(x, w.ln_2, layer_norm_eps, normed);

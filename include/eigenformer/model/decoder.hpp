@@ -3,8 +3,11 @@
 //   x = wte[ids] + wpe[0..T)                 [T x C]
 //   for each block: x = block(x)             pre-LN attention + MLP, residual
 //   logits = ln_f(x) E^T                     [T x V], E = wte (tied) or lm_head
+// With a KV cache, the T tokens continue a sequence of n_past tokens: positions start at n_past
+// and attention sees the cached keys/values (model/kv_cache.hpp).
 #pragma once
 
+#include <functional>
 #include <vector>
 
 #include "eigenformer/core/error.hpp"
@@ -14,6 +17,7 @@
 #include "eigenformer/layers/layer_norm.hpp"
 #include "eigenformer/model/activations.hpp"
 #include "eigenformer/model/config.hpp"
+#include "eigenformer/model/kv_cache.hpp"
 #include "eigenformer/model/weights.hpp"
 
 namespace eigenformer {
@@ -41,41 +45,105 @@ inline void check_sequence_length(index_t n_tokens, index_t n_ctx, index_t max_t
   }
 }
 
-/// Runs the embedding and every block; returns ln_f(x): [T x C], a view into `acts`.
+/// Receives the attention weights P [T x Tk] of every (layer, head) during a forward pass.
 template <class Scalar>
-matrix_cref<Scalar> forward_hidden(const model_config& config,
-                                   const basic_model_weights<Scalar>& weights,
-                                   const std::vector<token_id>& tokens,
-                                   basic_activations<Scalar>& acts) {
+using model_attention_observer =
+    std::function<void(index_t layer, index_t head, matrix_cref<Scalar> weights)>;
+
+namespace detail {
+
+/// Embedding + every block + ln_f for `tokens` at positions [n_past, n_past + T), where n_past
+/// is what `cache` holds (0 without a cache). Returns ln_f(x): [T x C], a view into `acts`.
+template <class Scalar>
+matrix_cref<Scalar> run_decoder(const model_config& config,
+                                const basic_model_weights<Scalar>& weights,
+                                const std::vector<token_id>& tokens,
+                                basic_activations<Scalar>& acts, basic_kv_cache<Scalar>* cache,
+                                const model_attention_observer<Scalar>& observe) {
   const auto n_tokens = static_cast<index_t>(tokens.size());
-  check_sequence_length(n_tokens, config.n_ctx, acts.max_tokens);
-  auto x = acts.residual.topRows(n_tokens);
-  embedding_forward<Scalar>(tokens, weights.wte, weights.wpe, 0, x);
-  const auto eps = Scalar(config.layer_norm_epsilon);
-  for (const auto& block : weights.blocks) {
-    block_forward<Scalar>(x, block, config.n_head, eps, acts.block);
+  const index_t n_past = cache ? cache->n_past : 0;
+  if (cache && n_tokens > 0 && n_past + n_tokens > config.n_ctx) {
+    throw shape_error(concat("forward: ", n_past, " cached + ", n_tokens,
+                             " new tokens exceed the context of ", config.n_ctx, " by ",
+                             n_past + n_tokens - config.n_ctx,
+                             " (reset() or truncate() the cache)"));
   }
+  check_sequence_length(n_tokens, config.n_ctx, acts.max_tokens);
+  if (cache && (static_cast<index_t>(cache->layers.size()) != config.n_layer ||
+                cache->capacity() != config.n_ctx)) {
+    throw shape_error(concat("forward: the KV cache has ", cache->layers.size(),
+                             " layers of capacity ", cache->capacity(), ", the model ",
+                             config.n_layer, " layers of n_ctx ", config.n_ctx));
+  }
+  auto x = acts.residual.topRows(n_tokens);
+  embedding_forward<Scalar>(tokens, weights.wte, weights.wpe, n_past, x);
+  const auto eps = Scalar(config.layer_norm_epsilon);
+  for (std::size_t l = 0; l < weights.blocks.size(); ++l) {
+    attention_observer<Scalar> observe_layer;
+    if (observe) {
+      observe_layer = [&observe, l](index_t head, matrix_cref<Scalar> p) {
+        observe(static_cast<index_t>(l), head, p);
+      };
+    }
+    block_forward<Scalar>(x, weights.blocks[l], config.n_head, eps, acts.block, observe_layer,
+                          cache ? &cache->layers[l] : nullptr, n_past);
+  }
+  if (cache) cache->n_past += n_tokens;
   auto normed = acts.final_normed.topRows(n_tokens);
   layer_norm_forward<Scalar>(x, weights.ln_f, eps, normed);
   return normed;
 }
 
-/// Next-token logits. Returns [T x V] (logits_for::all_positions) or [1 x V] for the last
-/// position; the result is a view into `acts`, valid until its next use.
+/// logits = normed E^T for the requested rows; a view into `acts`.
 template <class Scalar>
-matrix_cref<Scalar> forward(const model_config& config, const basic_model_weights<Scalar>& weights,
-                            const std::vector<token_id>& tokens, basic_activations<Scalar>& acts,
-                            logits_for rows = logits_for::all_positions) {
-  const auto normed = forward_hidden(config, weights, tokens, acts);
+matrix_cref<Scalar> lm_head(const model_config& config, const basic_model_weights<Scalar>& weights,
+                            matrix_cref<Scalar> normed, basic_activations<Scalar>& acts,
+                            logits_for rows) {
   const index_t n_rows = rows == logits_for::all_positions ? normed.rows() : 1;
   if (acts.logits.rows() < n_rows || acts.logits.cols() != config.vocab_size) {
-    throw shape_error(detail::concat("forward: the logits buffer [", acts.logits.rows(), " x ",
-                                     acts.logits.cols(), "] cannot hold [", n_rows, " x ",
-                                     config.vocab_size, "]"));
+    throw shape_error(concat("forward: the logits buffer [", acts.logits.rows(), " x ",
+                             acts.logits.cols(), "] cannot hold [", n_rows, " x ",
+                             config.vocab_size, "]"));
   }
   auto logits = acts.logits.topRows(n_rows);
   logits.noalias() = normed.bottomRows(n_rows) * weights.output_embedding().transpose();
   return logits;
+}
+
+}  // namespace detail
+
+/// Runs the embedding and every block on a whole sequence; returns ln_f(x): [T x C], a view
+/// into `acts`.
+template <class Scalar>
+matrix_cref<Scalar> forward_hidden(const model_config& config,
+                                   const basic_model_weights<Scalar>& weights,
+                                   const std::vector<token_id>& tokens,
+                                   basic_activations<Scalar>& acts) {
+  return detail::run_decoder<Scalar>(config, weights, tokens, acts, nullptr, {});
+}
+
+/// Next-token logits of a whole sequence. Returns [T x V] (logits_for::all_positions) or
+/// [1 x V] for the last position; the result is a view into `acts`, valid until its next use.
+template <class Scalar>
+matrix_cref<Scalar> forward(const model_config& config, const basic_model_weights<Scalar>& weights,
+                            const std::vector<token_id>& tokens, basic_activations<Scalar>& acts,
+                            logits_for rows = logits_for::all_positions,
+                            const model_attention_observer<Scalar>& observe = nullptr) {
+  const auto normed = detail::run_decoder<Scalar>(config, weights, tokens, acts, nullptr, observe);
+  return detail::lm_head(config, weights, normed, acts, rows);
+}
+
+/// Incremental decoding: `tokens` continue the sequence held by `cache` (positions
+/// [cache.n_past, cache.n_past + T)), and are appended to it. Prefill a prompt with one call,
+/// then feed each new token; the logits equal a full recomputation of the whole sequence.
+template <class Scalar>
+matrix_cref<Scalar> forward(const model_config& config, const basic_model_weights<Scalar>& weights,
+                            basic_kv_cache<Scalar>& cache, const std::vector<token_id>& tokens,
+                            basic_activations<Scalar>& acts,
+                            logits_for rows = logits_for::last_position,
+                            const model_attention_observer<Scalar>& observe = nullptr) {
+  const auto normed = detail::run_decoder<Scalar>(config, weights, tokens, acts, &cache, observe);
+  return detail::lm_head(config, weights, normed, acts, rows);
 }
 
 /// Convenience overload for one-off calls: allocates activations for this sequence.
