@@ -17,6 +17,7 @@
 #include "eigenformer/model/config.hpp"
 #include "eigenformer/model/decoder.hpp"
 #include "eigenformer/model/kv_cache.hpp"
+#include "eigenformer/model/sampler.hpp"
 #include "eigenformer/model/weights.hpp"
 #include "eigenformer/ops/gelu.hpp"
 #include "eigenformer/ops/softmax.hpp"
