@@ -189,3 +189,22 @@ TEST_F(BrokenCheckpoint, MissingFiles) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(HfGpt2, SaveThenLoadKeepsEveryWeight) {
+  auto original = eigenformer::load_hf_gpt2<float>(fixtures + "/tiny_bf16_prefixed");
+  const auto dir = std::filesystem::temp_directory_path() / "eigenformer_save_test";
+  std::filesystem::create_directories(dir);
+  eigenformer::save_hf_gpt2(original, dir.string(), {{"note", "test"}});
+  const auto loaded = eigenformer::load_hf_gpt2<float>(dir.string());
+  std::filesystem::remove_all(dir);
+  EXPECT_EQ(loaded.config.n_layer, original.config.n_layer);
+  EXPECT_EQ(loaded.weights.wte, original.weights.wte);
+  EXPECT_EQ(loaded.weights.lm_head, original.weights.lm_head);
+  EXPECT_EQ(loaded.weights.blocks[1].mlp.proj.weight, original.weights.blocks[1].mlp.proj.weight);
+  EXPECT_EQ(loaded.weights.blocks[0].attn.qkv.bias, original.weights.blocks[0].attn.qkv.bias);
+  EXPECT_EQ(loaded.weights.ln_f.gain, original.weights.ln_f.gain);
+}
+
+}  // namespace

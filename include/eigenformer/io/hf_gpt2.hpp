@@ -19,6 +19,7 @@
 
 #include "eigenformer/core/error.hpp"
 #include "eigenformer/io/safetensors.hpp"
+#include "eigenformer/io/safetensors_writer.hpp"
 #include "eigenformer/model/config.hpp"
 #include "eigenformer/model/decoder.hpp"
 #include "eigenformer/model/weights.hpp"
@@ -159,6 +160,63 @@ basic_model<Scalar> load_hf_gpt2(const std::string& dir) {
   const safetensors_file file(weights_path);
   m.weights = read_hf_gpt2_weights<Scalar>(m.config, file);
   return m;
+}
+
+/// Writes `m` as a Hugging Face GPT-2 directory (config.json + F32 model.safetensors, bare keys)
+/// that load_hf_gpt2 and transformers' GPT2LMHeadModel read. `extra_config` entries are added to
+/// config.json (e.g. a note about how the weights were made).
+template <class Scalar>
+void save_hf_gpt2(const basic_model<Scalar>& m, const std::string& dir,
+                  const nlohmann::json& extra_config = nlohmann::json::object()) {
+  validate_weights(m.config, m.weights);
+  const auto& c = m.config;
+  nlohmann::json config = {{"architectures", {"GPT2LMHeadModel"}},
+                           {"model_type", "gpt2"},
+                           {"activation_function", "gelu_new"},
+                           {"n_layer", c.n_layer},
+                           {"n_head", c.n_head},
+                           {"n_embd", c.n_embd},
+                           {"vocab_size", c.vocab_size},
+                           {"n_positions", c.n_ctx},
+                           {"n_ctx", c.n_ctx},
+                           {"layer_norm_epsilon", c.layer_norm_epsilon},
+                           {"tie_word_embeddings", m.weights.tied_lm_head()}};
+  if (c.n_inner > 0) config["n_inner"] = c.n_inner;
+  for (const auto& [key, value] : extra_config.items()) config[key] = value;
+  {
+    const std::string path = detail::join_path(dir, "config.json");
+    std::ofstream out(path);
+    if (!(out << config.dump(2) << "\n")) throw io_error(path + ": cannot write");
+  }
+  safetensors_writer w;
+  const auto mat = [&](const std::string& name, const matrix<Scalar>& x) {
+    w.add<Scalar>(name, x, {x.rows(), x.cols()});
+  };
+  const auto vec = [&](const std::string& name, const row_vector<Scalar>& v) {
+    w.add<Scalar>(name, matrix<Scalar>(v), {v.size()});
+  };
+  mat("wte.weight", m.weights.wte);
+  mat("wpe.weight", m.weights.wpe);
+  for (std::size_t i = 0; i < m.weights.blocks.size(); ++i) {
+    const auto& b = m.weights.blocks[i];
+    const std::string p = "h." + std::to_string(i) + ".";
+    vec(p + "ln_1.weight", b.ln_1.gain);
+    vec(p + "ln_1.bias", b.ln_1.bias);
+    mat(p + "attn.c_attn.weight", b.attn.qkv.weight);
+    vec(p + "attn.c_attn.bias", b.attn.qkv.bias);
+    mat(p + "attn.c_proj.weight", b.attn.proj.weight);
+    vec(p + "attn.c_proj.bias", b.attn.proj.bias);
+    vec(p + "ln_2.weight", b.ln_2.gain);
+    vec(p + "ln_2.bias", b.ln_2.bias);
+    mat(p + "mlp.c_fc.weight", b.mlp.fc.weight);
+    vec(p + "mlp.c_fc.bias", b.mlp.fc.bias);
+    mat(p + "mlp.c_proj.weight", b.mlp.proj.weight);
+    vec(p + "mlp.c_proj.bias", b.mlp.proj.bias);
+  }
+  vec("ln_f.weight", m.weights.ln_f.gain);
+  vec("ln_f.bias", m.weights.ln_f.bias);
+  if (!m.weights.tied_lm_head()) mat("lm_head.weight", m.weights.lm_head);
+  w.write(detail::join_path(dir, "model.safetensors"));
 }
 
 }  // namespace eigenformer
