@@ -1,17 +1,32 @@
-// The `eigenformer` command line. Needs CLI11 and nlohmann-json besides Eigen.
+// The `eigenformer` command line. Needs CLI11, nlohmann-json, PCRE2 and stb besides Eigen.
 //
-//   eigenformer logits --model DIR --tokens "464 2068 7586" [--out FILE.npy] [--precision f32|f64]
+//   eigenformer logits    --model DIR --tokens "464 2068 7586" [--out FILE.npy] [--precision
+//   f32|f64] eigenformer generate  --model DIR (--prompt TEXT | --tokens IDS) [-n 64]
+//   [--temperature T]
+//                         [--top-k K] [--top-p P] [--repeat-penalty R] [--seed S] [--ids]
+//   eigenformer tokenize  --tokenizer DIR (--text TEXT | --file F | --decode IDS)
+//   eigenformer attention --model DIR (--prompt TEXT | --tokens IDS) --layer L [--head H] --out
+//   F.png eigenformer init      --out DIR [--layers L --heads H --embd C --ctx T --vocab V --seed
+//   S]
 #include <algorithm>
 #include <charconv>
+#include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <numeric>
+#include <random>
 #include <string>
 #include <vector>
 
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#include <stb/stb_image_write.h>
+
 #include <CLI/CLI.hpp>
 #include <eigenformer/eigenformer.hpp>
+#include <eigenformer/tokenizer/gpt2_bpe.hpp>
 
 namespace {
 
@@ -62,6 +77,16 @@ void check_model_dir(const std::string& dir) {
   }
 }
 
+/// The "eigenformer_note" of a model's config.json (set by `eigenformer init`), if any.
+std::string model_note(const std::string& dir) {
+  std::ifstream in(std::filesystem::path(dir) / "config.json");
+  const auto j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_object() && j.contains("eigenformer_note") && j["eigenformer_note"].is_string()) {
+    return "this model has " + j["eigenformer_note"].get<std::string>();
+  }
+  return {};
+}
+
 struct logits_options {
   std::string model_dir, tokens, out, precision = "f32";
 };
@@ -99,6 +124,242 @@ int run_logits(const logits_options& opt, const std::vector<ef::token_id>& token
   return 0;
 }
 
+namespace fs = std::filesystem;
+using clock_type = std::chrono::steady_clock;
+
+double seconds_since(clock_type::time_point start) {
+  return std::chrono::duration<double>(clock_type::now() - start).count();
+}
+
+/// Where the prompt comes from: text through the tokenizer, or ids.
+struct prompt_options {
+  std::string model_dir, tokenizer_dir, prompt, tokens;
+  bool has_prompt() const { return !prompt.empty() || tokens.empty(); }
+  std::string tokenizer_directory() const {
+    return tokenizer_dir.empty() ? model_dir : tokenizer_dir;
+  }
+};
+
+void check_tokenizer_dir(const std::string& dir) {
+  for (const char* file : {"vocab.json", "merges.txt"}) {
+    if (!fs::is_regular_file(fs::path(dir) / file)) {
+      throw usage_error("tokenizer directory '" + dir + "' has no " + file +
+                        " (give --tokenizer DIR, or --tokens instead of --prompt)");
+    }
+  }
+}
+
+/// Reads config.json, loads the tokenizer if needed and turns the prompt into ids, all checked
+/// before the weights are loaded.
+std::vector<ef::token_id> prompt_ids(const prompt_options& opt, const ef::model_config& config,
+                                     std::unique_ptr<ef::gpt2_tokenizer>& tokenizer,
+                                     bool need_tokenizer) {
+  std::vector<ef::token_id> ids;
+  if (need_tokenizer || !opt.prompt.empty()) {
+    check_tokenizer_dir(opt.tokenizer_directory());
+    tokenizer = std::make_unique<ef::gpt2_tokenizer>(
+        ef::gpt2_tokenizer::from_directory(opt.tokenizer_directory()));
+  }
+  if (!opt.prompt.empty()) {
+    ids = tokenizer->encode(opt.prompt);
+  } else {
+    ids = parse_token_ids(opt.tokens);
+  }
+  if (ids.empty()) throw usage_error("the prompt is empty");
+  const auto n = static_cast<ef::index_t>(ids.size());
+  if (n > config.n_ctx) {
+    throw usage_error(ef::detail::concat("the prompt has ", n, " tokens, more than the context of ",
+                                         config.n_ctx, " by ", n - config.n_ctx));
+  }
+  ef::check_token_ids(ids, config.vocab_size);
+  return ids;
+}
+
+struct generate_options {
+  prompt_options prompt;
+  long long n_tokens = 64;
+  ef::sampling_params sampling;
+  bool seed_given = false, ids_only = false;
+};
+
+int run_generate(generate_options opt) {
+  opt.sampling.validate();  // bad sampling parameters fail before any work
+  if (opt.prompt.prompt.empty() && opt.prompt.tokens.empty())
+    throw usage_error("the prompt is empty");
+  check_model_dir(opt.prompt.model_dir);
+  const auto config =
+      ef::read_hf_gpt2_config((fs::path(opt.prompt.model_dir) / "config.json").string());
+  std::unique_ptr<ef::gpt2_tokenizer> tokenizer;
+  const auto prompt = prompt_ids(opt.prompt, config, tokenizer, !opt.ids_only);
+  const auto room = config.n_ctx - static_cast<ef::index_t>(prompt.size());
+  if (opt.n_tokens < 1 || opt.n_tokens > room) {
+    throw usage_error(ef::detail::concat(
+        "-n ", opt.n_tokens, " must be in [1, ", room, "]: the context of ", config.n_ctx, " has ",
+        room, " positions left after a ", prompt.size(), "-token prompt"));
+  }
+  if (!opt.seed_given) opt.sampling.seed = std::random_device{}();
+
+  const auto model = ef::load_hf_gpt2<float>(opt.prompt.model_dir);
+  if (!opt.ids_only && !tokenizer) throw usage_error("no tokenizer");
+  if (tokenizer && tokenizer->vocab_size() > model.config.vocab_size) {
+    throw usage_error(ef::detail::concat("the tokenizer has ", tokenizer->vocab_size(),
+                                         " tokens but the model only ", model.config.vocab_size));
+  }
+  if (const auto note = model_note(opt.prompt.model_dir); !note.empty()) {
+    std::fprintf(stderr, "note: %s\n", note.c_str());
+  }
+  ef::kv_cache cache(model.config);
+  ef::activations acts(model.config, static_cast<ef::index_t>(prompt.size()),
+                       ef::logits_for::last_position);
+  ef::sampler sampler(opt.sampling);
+  std::vector<ef::token_id> history = prompt, generated;
+
+  if (!opt.ids_only) {
+    std::fwrite(opt.prompt.prompt.data(), 1, opt.prompt.prompt.size(), stdout);
+    std::fflush(stdout);
+  }
+  // The first step prefills the whole prompt; each later step feeds one token.
+  double prefill_s = 0.0;
+  const auto start = clock_type::now();
+  std::vector<ef::token_id> feed = prompt;
+  for (long long i = 0; i < opt.n_tokens; ++i) {
+    const auto logits = ef::forward(model.config, model.weights, cache, feed, acts);
+    if (i == 0) prefill_s = seconds_since(start);
+    const ef::token_id next = sampler.sample(logits.row(0), history);
+    generated.push_back(next);
+    history.push_back(next);
+    if (!opt.ids_only) {
+      const std::string& bytes = tokenizer->token_bytes(next);
+      std::fwrite(bytes.data(), 1, bytes.size(), stdout);
+      std::fflush(stdout);
+    }
+    feed = {next};
+  }
+  // Generation time: every step after the prefill (sampling included), n - 1 forward passes
+  // plus n samples; reported per generated token as llama.cpp does.
+  const double decode_s = std::max(1e-9, seconds_since(start) - prefill_s);
+  if (opt.ids_only) {
+    for (std::size_t i = 0; i < generated.size(); ++i)
+      std::printf("%s%d", i ? " " : "", generated[i]);
+  }
+  std::printf("\n");
+  std::fprintf(stderr,
+               "prompt: %zu tokens in %.1f ms (%.1f tokens/s); generated: %zu tokens in %.1f ms "
+               "(%.1f tokens/s)\n",
+               prompt.size(), prefill_s * 1e3, double(prompt.size()) / prefill_s, generated.size(),
+               decode_s * 1e3, double(generated.size()) / decode_s);
+  return 0;
+}
+
+struct tokenize_options {
+  std::string tokenizer_dir, text, file, decode;
+};
+
+int run_tokenize(const tokenize_options& opt) {
+  check_tokenizer_dir(opt.tokenizer_dir);
+  const auto tokenizer = ef::gpt2_tokenizer::from_directory(opt.tokenizer_dir);
+  if (!opt.decode.empty()) {
+    const std::string bytes = tokenizer.decode(parse_token_ids(opt.decode));
+    std::fwrite(bytes.data(), 1, bytes.size(), stdout);
+    return 0;
+  }
+  std::string text = opt.text;
+  if (!opt.file.empty()) {
+    std::ifstream in(opt.file, std::ios::binary);
+    if (!in) throw usage_error("cannot open --file '" + opt.file + "'");
+    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  const auto ids = tokenizer.encode(text);
+  for (std::size_t i = 0; i < ids.size(); ++i) std::printf("%s%d", i ? " " : "", ids[i]);
+  std::printf("\n");
+  return 0;
+}
+
+struct attention_options {
+  prompt_options prompt;
+  long long layer = 0, head = -1;
+  std::string out;
+};
+
+/// Maps a weight in [0, 1] to a colour from near-white through orange to dark red, so that small
+/// weights stay visible against the exact zeros of the masked upper triangle (drawn white).
+void heat_colour(double w, unsigned char* rgb) {
+  const double t = std::sqrt(std::clamp(w, 0.0, 1.0));  // sqrt: attention is mostly small
+  rgb[0] = static_cast<unsigned char>(255 - 115 * t * t);
+  rgb[1] = static_cast<unsigned char>(250 - 250 * t);
+  rgb[2] = static_cast<unsigned char>(240 - 240 * std::min(1.0, 1.6 * t));
+}
+
+int run_attention(const attention_options& opt) {
+  if (opt.out.empty()) throw usage_error("--out is required");
+  if (opt.prompt.prompt.empty() && opt.prompt.tokens.empty())
+    throw usage_error("the prompt is empty");
+  check_model_dir(opt.prompt.model_dir);
+  const auto config =
+      ef::read_hf_gpt2_config((fs::path(opt.prompt.model_dir) / "config.json").string());
+  if (opt.layer < 0 || opt.layer >= config.n_layer) {
+    throw usage_error(
+        ef::detail::concat("--layer ", opt.layer, " is outside [0, ", config.n_layer, ")"));
+  }
+  if (opt.head < -1 || opt.head >= config.n_head) {
+    throw usage_error(
+        ef::detail::concat("--head ", opt.head, " is outside [0, ", config.n_head, ")"));
+  }
+  std::unique_ptr<ef::gpt2_tokenizer> tokenizer;
+  const auto tokens = prompt_ids(opt.prompt, config, tokenizer, false);
+  const auto model = ef::load_hf_gpt2<float>(opt.prompt.model_dir);
+  const auto T = static_cast<ef::index_t>(tokens.size());
+
+  std::vector<ef::matrix<float>> maps;  // the requested heads of the requested layer, [T x T] each
+  ef::activations acts(model.config, T, ef::logits_for::last_position);
+  ef::forward<float>(model.config, model.weights, tokens, acts, ef::logits_for::last_position,
+                     [&](ef::index_t layer, ef::index_t head, ef::matrix_cref<float> p) {
+                       if (layer == opt.layer && (opt.head < 0 || head == opt.head))
+                         maps.emplace_back(p);
+                     });
+  // Grid of heads, each T x T cells of `cell` pixels, separated by a 4-pixel gap.
+  const int n = static_cast<int>(maps.size());
+  const int grid_cols = static_cast<int>(std::ceil(std::sqrt(double(n))));
+  const int grid_rows = (n + grid_cols - 1) / grid_cols;
+  const int cell = std::max(1, std::min(24, 480 / static_cast<int>(T)));
+  const int side = cell * static_cast<int>(T), gap = 4;
+  const int width = grid_cols * side + (grid_cols - 1) * gap,
+            height = grid_rows * side + (grid_rows - 1) * gap;
+  std::vector<unsigned char> image(static_cast<std::size_t>(width) * height * 3, 96);
+  for (int h = 0; h < n; ++h) {
+    const int x0 = (h % grid_cols) * (side + gap), y0 = (h / grid_cols) * (side + gap);
+    for (int y = 0; y < side; ++y)
+      for (int x = 0; x < side; ++x)
+        heat_colour(maps[static_cast<std::size_t>(h)](y / cell, x / cell),
+                    &image[(static_cast<std::size_t>(y0 + y) * width + x0 + x) * 3]);
+  }
+  if (!stbi_write_png(opt.out.c_str(), width, height, 3, image.data(), width * 3)) {
+    throw usage_error("cannot write '" + opt.out + "'");
+  }
+  std::printf("wrote %s: layer %lld, %s, %ld tokens (rows = queries, columns = keys)\n",
+              opt.out.c_str(), opt.layer,
+              opt.head < 0 ? "all heads" : ("head " + std::to_string(opt.head)).c_str(),
+              static_cast<long>(T));
+  return 0;
+}
+
+struct init_options {
+  std::string out;
+  ef::model_config config{2, 4, 64, 50257, 128, 0, 1e-5};
+  std::uint64_t seed = 1;
+};
+
+int run_init(const init_options& opt) {
+  opt.config.validate();
+  fs::create_directories(opt.out);
+  ef::model m{opt.config, ef::init_gpt2_weights<float>(opt.config, opt.seed)};
+  ef::save_hf_gpt2(m, opt.out,
+                   {{"eigenformer_note", "random weights (eigenformer init, seed " +
+                                             std::to_string(opt.seed) + "): its text is noise"}});
+  std::printf("wrote a GPT-2 with random weights to %s\n", opt.out.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -115,6 +376,54 @@ int main(int argc, char** argv) {
   logits->add_option("--out", opt.out, "write all logits [T, V] to this .npy file");
   logits->add_option("--precision", opt.precision, "f32 (default) or f64")
       ->check(CLI::IsMember({"f32", "f64"}));
+
+  generate_options gen;
+  auto* generate = app.add_subcommand("generate", "generate text with a KV cache");
+  const auto add_prompt = [](CLI::App* cmd, prompt_options& p) {
+    cmd->add_option("--model", p.model_dir, "Hugging Face GPT-2 directory")->required();
+    auto* text = cmd->add_option("--prompt", p.prompt, "prompt text (needs the tokenizer)");
+    auto* ids = cmd->add_option("--tokens", p.tokens, "prompt token ids instead of text");
+    text->excludes(ids);
+    cmd->add_option("--tokenizer", p.tokenizer_dir,
+                    "directory with vocab.json + merges.txt (default: the model directory)");
+  };
+  add_prompt(generate, gen.prompt);
+  generate->add_option("-n", gen.n_tokens, "tokens to generate (default 64)");
+  generate->add_option("--temperature", gen.sampling.temperature, "0 = greedy (default 1)");
+  generate->add_option("--top-k", gen.sampling.top_k, "keep the k most likely tokens; 0 = all");
+  generate->add_option("--top-p", gen.sampling.top_p, "nucleus mass in (0, 1] (default 1)");
+  generate->add_option("--repeat-penalty", gen.sampling.repetition_penalty,
+                       "> 1 discourages repeats");
+  generate->add_option("--seed", gen.sampling.seed, "random seed (default: random)")
+      ->each([&](const std::string&) { gen.seed_given = true; });
+  generate->add_flag("--ids", gen.ids_only, "print generated token ids instead of text");
+
+  tokenize_options tok;
+  auto* tokenize = app.add_subcommand("tokenize", "GPT-2 BPE: text to ids, or ids to text");
+  tokenize->add_option("--tokenizer", tok.tokenizer_dir, "directory with vocab.json + merges.txt")
+      ->required();
+  auto* tok_text = tokenize->add_option("--text", tok.text, "text to encode");
+  auto* tok_file = tokenize->add_option("--file", tok.file, "file to encode");
+  auto* tok_decode = tokenize->add_option("--decode", tok.decode, "ids to decode");
+  tok_text->excludes(tok_file)->excludes(tok_decode);
+  tok_file->excludes(tok_decode);
+
+  attention_options att;
+  auto* attention = app.add_subcommand("attention", "heatmap PNG of attention weights");
+  add_prompt(attention, att.prompt);
+  attention->add_option("--layer", att.layer, "layer index")->required();
+  attention->add_option("--head", att.head, "head index (default: all heads as a grid)");
+  attention->add_option("--out", att.out, "PNG file to write")->required();
+
+  init_options init;
+  auto* init_cmd = app.add_subcommand("init", "write a GPT-2 with random weights (a demo model)");
+  init_cmd->add_option("--out", init.out, "directory to write")->required();
+  init_cmd->add_option("--layers", init.config.n_layer, "layers (default 2)");
+  init_cmd->add_option("--heads", init.config.n_head, "heads (default 4)");
+  init_cmd->add_option("--embd", init.config.n_embd, "channels (default 64)");
+  init_cmd->add_option("--ctx", init.config.n_ctx, "context length (default 128)");
+  init_cmd->add_option("--vocab", init.config.vocab_size, "vocabulary size (default 50257)");
+  init_cmd->add_option("--seed", init.seed, "seed (default 1)");
 
   try {
     app.parse(argc, argv);
@@ -136,6 +445,16 @@ int main(int argc, char** argv) {
       return opt.precision == "f64" ? run_logits<double>(opt, tokens)
                                     : run_logits<float>(opt, tokens);
     }
+    if (generate->parsed()) return run_generate(gen);
+    if (tokenize->parsed()) {
+      if (tokenize->count("--text") + tokenize->count("--file") + tokenize->count("--decode") ==
+          0) {
+        throw usage_error("tokenize needs --text, --file or --decode");
+      }
+      return run_tokenize(tok);
+    }
+    if (attention->parsed()) return run_attention(att);
+    if (init_cmd->parsed()) return run_init(init);
   } catch (const std::exception& e) {
     std::string message = e.what();
     std::replace(message.begin(), message.end(), '\n', ' ');

@@ -40,7 +40,8 @@ class safetensors_writer {
     std::size_t offset = 0;
     for (const auto& [name, e] : tensors_) {
       const std::size_t bytes = e.data.size() * sizeof(float);
-      header[name] = {{"dtype", "F32"}, {"shape", e.shape}, {"data_offsets", {offset, offset + bytes}}};
+      header[name] = {
+          {"dtype", "F32"}, {"shape", e.shape}, {"data_offsets", {offset, offset + bytes}}};
       offset += bytes;
     }
     header["__metadata__"] = {{"format", "pt"}};
@@ -49,7 +50,8 @@ class safetensors_writer {
     std::ofstream out(path, std::ios::binary);
     if (!out) throw io_error(path + ": cannot open for writing");
     unsigned char size[8];
-    for (int i = 0; i < 8; ++i) size[i] = static_cast<unsigned char>(std::uint64_t(text.size()) >> (8 * i));
+    for (int i = 0; i < 8; ++i)
+      size[i] = static_cast<unsigned char>(std::uint64_t(text.size()) >> (8 * i));
     out.write(reinterpret_cast<const char*>(size), 8);
     out.write(text.data(), static_cast<std::streamsize>(text.size()));
     for (const auto& kv : tensors_) {

@@ -72,11 +72,15 @@ class sampler {
     }
     std::size_t kept = scores_.size();
     if (params_.top_k > 0) kept = std::min(kept, static_cast<std::size_t>(params_.top_k));
-    std::partial_sort(scores_.begin(), scores_.begin() + static_cast<std::ptrdiff_t>(kept),
-                      scores_.end(), better);
+    // Only the filters need the candidates in order; plain sampling skips the O(V log V) sort.
+    if (kept < scores_.size() || params_.top_p < 1.0) {
+      std::partial_sort(scores_.begin(), scores_.begin() + static_cast<std::ptrdiff_t>(kept),
+                        scores_.end(), better);
+    }
 
-    // Softmax of the kept candidates at this temperature (max subtracted: best is first).
-    const double best = scores_.front().first;
+    // Softmax of the kept candidates at this temperature (the max subtracted).
+    double best = scores_.front().first;
+    for (std::size_t i = 1; i < kept; ++i) best = std::max(best, scores_[i].first);
     double total = 0.0;
     for (std::size_t i = 0; i < kept; ++i) {
       scores_[i].first = std::exp((scores_[i].first - best) / params_.temperature);
