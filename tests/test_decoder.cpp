@@ -158,3 +158,34 @@ TEST(Weights, Gpt2InitHasTheRightShapes) {
 }
 
 }  // namespace
+
+namespace {
+
+TYPED_TEST(Decoder, ObservedAttentionIsCausalAndRowsSumToOne) {
+  using S = TypeParam;
+  const auto config = ref::tiny_config<S>();
+  const auto weights = ref::random_weights<S>(config, 12);
+  ref::rng r(4);
+  const auto tokens = random_tokens(10, int(config.vocab_size), r);
+  eigenformer::basic_activations<S> acts(config, config.n_ctx);
+  int calls = 0;
+  eigenformer::forward<S>(config, weights, tokens, acts, eigenformer::logits_for::last_position,
+                          [&](index_t layer, index_t head, eigenformer::matrix_cref<S> p) {
+                            EXPECT_EQ(layer, calls / config.n_head);
+                            EXPECT_EQ(head, calls % config.n_head);
+                            ++calls;
+                            ASSERT_EQ(p.rows(), 10);
+                            ASSERT_EQ(p.cols(), 10);
+                            for (index_t i = 0; i < 10; ++i) {
+                              for (index_t j = i + 1; j < 10; ++j) EXPECT_EQ(p(i, j), S(0));
+                              EXPECT_NEAR(double(p.row(i).sum()), 1.0, 1e-6);
+                            }
+                          });
+  EXPECT_EQ(calls, config.n_layer * config.n_head);
+  // The observer changes nothing: same logits as a plain call.
+  const eigenformer::matrix<S> observed = eigenformer::forward(config, weights, tokens, acts);
+  EXPECT_LT(ref::relative_error(observed, ref::model_logits(config, weights, tokens)),
+            model_tolerance(std::is_same_v<S, float>));
+}
+
+}  // namespace
