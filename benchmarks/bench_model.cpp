@@ -30,6 +30,33 @@ void BM_AllLogits(benchmark::State& state) {
   run_forward(state, bench::ef::logits_for::all_positions);
 }
 
+// One decoding step (KV cache, last-position logits) after a prompt of state.range(0) tokens;
+// the cache is truncated back after each step so every iteration decodes at the same length.
+void BM_Decode(benchmark::State& state) {
+  const auto& c = bench::gpt2_config();
+  const auto& w = bench::gpt2_weights();
+  const auto n_prompt = state.range(0);
+  std::vector<bench::ef::token_id> prompt(static_cast<size_t>(n_prompt));
+  for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = bench::ef::token_id((i * 7919) % 50257);
+  bench::ef::kv_cache cache(c);
+  bench::ef::activations prefill_acts(c, n_prompt, bench::ef::logits_for::last_position);
+  bench::ef::forward(c, w, cache, prompt, prefill_acts);
+  bench::ef::activations acts(c, 1, bench::ef::logits_for::last_position);
+  const std::vector<bench::ef::token_id> next{464};
+  for (auto _ : state) {
+    const auto logits = bench::ef::forward(c, w, cache, next, acts);
+    benchmark::DoNotOptimize(logits.data());
+    cache.truncate(n_prompt);
+  }
+  const double C = double(c.n_embd), L = double(c.n_layer), keys = double(n_prompt + 1);
+  bench::set_counters(state, 1.0, L * (24.0 * C * C + 4.0 * keys * C) + 2.0 * C * double(c.vocab_size));
+  // Weight bytes read per token (fp32): every block matrix plus the LM head.
+  state.counters["weight_GB/s"] = benchmark::Counter(
+      4.0 * (L * 12.0 * C * C + C * double(c.vocab_size)) * 1e-9,
+      benchmark::Counter::kIsIterationInvariantRate);
+}
+
+BENCHMARK(BM_Decode)->Arg(128)->Arg(896)->Unit(benchmark::kMillisecond)->MinTime(2.0);
 BENCHMARK(BM_Prefill)->Arg(64)->Arg(256)->Arg(1024)->Unit(benchmark::kMillisecond)->MinTime(2.0);
 BENCHMARK(BM_AllLogits)->Arg(64)->Arg(256)->Unit(benchmark::kMillisecond)->MinTime(2.0);
 
