@@ -111,39 +111,17 @@ basic_model_weights<Scalar> read_hf_gpt2_weights(const model_config& config,
   if (!file.contains("wte.weight") && file.contains("transformer.wte.weight")) {
     prefix = "transformer.";
   }
-  const index_t C = config.n_embd, V = config.vocab_size, H = config.mlp_hidden();
-  const auto mat = [&](const std::string& name, index_t rows, index_t cols) {
-    return file.read<Scalar>(prefix + name, {rows, cols});
-  };
-  const auto vec = [&](const std::string& name, index_t n) {
-    return row_vector<Scalar>(file.read<Scalar>(prefix + name, {n}));
-  };
-  const auto norm = [&](const std::string& name) {
-    return layer_norm_weights<Scalar>{vec(name + ".weight", C), vec(name + ".bias", C)};
-  };
-  const auto linear = [&](const std::string& name, index_t in, index_t out) {
-    return linear_weights<Scalar>{mat(name + ".weight", in, out), vec(name + ".bias", out)};
-  };
-
   basic_model_weights<Scalar> w;
-  w.wte = mat("wte.weight", V, C);
-  w.wpe = mat("wpe.weight", config.n_ctx, C);
-  for (index_t i = 0; i < config.n_layer; ++i) {
-    const std::string p = "h." + std::to_string(i) + ".";
-    block_weights<Scalar> b;
-    b.ln_1 = norm(p + "ln_1");
-    b.attn.qkv = linear(p + "attn.c_attn", C, 3 * C);
-    b.attn.proj = linear(p + "attn.c_proj", C, C);
-    b.ln_2 = norm(p + "ln_2");
-    b.mlp.fc = linear(p + "mlp.c_fc", C, H);
-    b.mlp.proj = linear(p + "mlp.c_proj", H, C);
-    w.blocks.push_back(std::move(b));
-  }
-  w.ln_f = norm("ln_f");
+  w.blocks.resize(static_cast<std::size_t>(config.n_layer));
+  for_each_parameter(
+      config, w,
+      [&](const std::string& name, auto& tensor, const std::vector<std::int64_t>& shape) {
+        tensor = file.read<Scalar>(prefix + name, shape);  // [1 x n] for vectors
+      });
   // lm_head sits outside "transformer." in GPT2LMHeadModel; accept it either way.
   for (const std::string& name : {std::string("lm_head.weight"), prefix + "lm_head.weight"}) {
     if (file.contains(name)) {
-      w.lm_head = file.read<Scalar>(name, {V, C});
+      w.lm_head = file.read<Scalar>(name, {config.vocab_size, config.n_embd});
       break;
     }
   }
@@ -189,33 +167,11 @@ void save_hf_gpt2(const basic_model<Scalar>& m, const std::string& dir,
     if (!(out << config.dump(2) << "\n")) throw io_error(path + ": cannot write");
   }
   safetensors_writer w;
-  const auto mat = [&](const std::string& name, const matrix<Scalar>& x) {
-    w.add<Scalar>(name, x, {x.rows(), x.cols()});
-  };
-  const auto vec = [&](const std::string& name, const row_vector<Scalar>& v) {
-    w.add<Scalar>(name, matrix<Scalar>(v), {v.size()});
-  };
-  mat("wte.weight", m.weights.wte);
-  mat("wpe.weight", m.weights.wpe);
-  for (std::size_t i = 0; i < m.weights.blocks.size(); ++i) {
-    const auto& b = m.weights.blocks[i];
-    const std::string p = "h." + std::to_string(i) + ".";
-    vec(p + "ln_1.weight", b.ln_1.gain);
-    vec(p + "ln_1.bias", b.ln_1.bias);
-    mat(p + "attn.c_attn.weight", b.attn.qkv.weight);
-    vec(p + "attn.c_attn.bias", b.attn.qkv.bias);
-    mat(p + "attn.c_proj.weight", b.attn.proj.weight);
-    vec(p + "attn.c_proj.bias", b.attn.proj.bias);
-    vec(p + "ln_2.weight", b.ln_2.gain);
-    vec(p + "ln_2.bias", b.ln_2.bias);
-    mat(p + "mlp.c_fc.weight", b.mlp.fc.weight);
-    vec(p + "mlp.c_fc.bias", b.mlp.fc.bias);
-    mat(p + "mlp.c_proj.weight", b.mlp.proj.weight);
-    vec(p + "mlp.c_proj.bias", b.mlp.proj.bias);
-  }
-  vec("ln_f.weight", m.weights.ln_f.gain);
-  vec("ln_f.bias", m.weights.ln_f.bias);
-  if (!m.weights.tied_lm_head()) mat("lm_head.weight", m.weights.lm_head);
+  for_each_parameter(
+      c, m.weights,
+      [&](const std::string& name, const auto& tensor, const std::vector<std::int64_t>& shape) {
+        w.add<Scalar>(name, tensor, shape);
+      });
   w.write(detail::join_path(dir, "model.safetensors"));
 }
 

@@ -31,54 +31,56 @@ struct basic_model_weights {
 
 using model_weights = basic_model_weights<float>;
 
-namespace detail {
-
-inline void expect_shape(const std::string& name, index_t rows, index_t cols, index_t want_rows,
-                         index_t want_cols) {
-  if (rows != want_rows || cols != want_cols) {
-    throw shape_error(concat("weights: ", name, " is [", rows, " x ", cols, "], expected [",
-                             want_rows, " x ", want_cols, "]"));
+/// Calls `visit(name, tensor, shape)` for every parameter, in checkpoint order, with its Hugging
+/// Face name (no "transformer." prefix) and the shape `config` expects ({n} for vectors, {rows,
+/// cols} for matrices); `tensor` is a matrix<Scalar> or row_vector<Scalar> (const if `w` is).
+/// lm_head.weight is visited only when the head is untied. The one list of names and shapes that
+/// validation, loading and saving share. `w.blocks` must already hold n_layer blocks.
+template <class Weights, class Visitor>
+void for_each_parameter(const model_config& config, Weights& w, Visitor&& visit) {
+  if (static_cast<index_t>(w.blocks.size()) != config.n_layer) {
+    throw shape_error(detail::concat("weights: ", w.blocks.size(),
+                                     " blocks, config has n_layer = ", config.n_layer));
   }
+  using shape = std::vector<std::int64_t>;
+  const std::int64_t C = config.n_embd, V = config.vocab_size, H = config.mlp_hidden();
+  visit(std::string("wte.weight"), w.wte, shape{V, C});
+  visit(std::string("wpe.weight"), w.wpe, shape{config.n_ctx, C});
+  for (std::size_t i = 0; i < w.blocks.size(); ++i) {
+    auto& b = w.blocks[i];
+    const std::string p = "h." + std::to_string(i) + ".";
+    visit(p + "ln_1.weight", b.ln_1.gain, shape{C});
+    visit(p + "ln_1.bias", b.ln_1.bias, shape{C});
+    visit(p + "attn.c_attn.weight", b.attn.qkv.weight, shape{C, 3 * C});
+    visit(p + "attn.c_attn.bias", b.attn.qkv.bias, shape{3 * C});
+    visit(p + "attn.c_proj.weight", b.attn.proj.weight, shape{C, C});
+    visit(p + "attn.c_proj.bias", b.attn.proj.bias, shape{C});
+    visit(p + "ln_2.weight", b.ln_2.gain, shape{C});
+    visit(p + "ln_2.bias", b.ln_2.bias, shape{C});
+    visit(p + "mlp.c_fc.weight", b.mlp.fc.weight, shape{C, H});
+    visit(p + "mlp.c_fc.bias", b.mlp.fc.bias, shape{H});
+    visit(p + "mlp.c_proj.weight", b.mlp.proj.weight, shape{H, C});
+    visit(p + "mlp.c_proj.bias", b.mlp.proj.bias, shape{C});
+  }
+  visit(std::string("ln_f.weight"), w.ln_f.gain, shape{C});
+  visit(std::string("ln_f.bias"), w.ln_f.bias, shape{C});
+  if (!w.tied_lm_head()) visit(std::string("lm_head.weight"), w.lm_head, shape{V, C});
 }
-
-}  // namespace detail
 
 /// Throws shape_error naming the first tensor whose shape does not match `config`.
 template <class Scalar>
 void validate_weights(const model_config& config, const basic_model_weights<Scalar>& w) {
   config.validate();
-  const index_t C = config.n_embd, V = config.vocab_size, H = config.mlp_hidden();
-  using detail::expect_shape;
-  expect_shape("wte", w.wte.rows(), w.wte.cols(), V, C);
-  expect_shape("wpe", w.wpe.rows(), w.wpe.cols(), config.n_ctx, C);
-  if (static_cast<index_t>(w.blocks.size()) != config.n_layer) {
-    throw shape_error(detail::concat("weights: ", w.blocks.size(),
-                                     " blocks, config has n_layer = ", config.n_layer));
-  }
-  const auto vec = [&](const std::string& name, const row_vector<Scalar>& v, index_t n) {
-    expect_shape(name, 1, v.size(), 1, n);
-  };
-  for (std::size_t i = 0; i < w.blocks.size(); ++i) {
-    const auto& b = w.blocks[i];
-    const std::string p = "h." + std::to_string(i) + ".";
-    vec(p + "ln_1.weight", b.ln_1.gain, C);
-    vec(p + "ln_1.bias", b.ln_1.bias, C);
-    expect_shape(p + "attn.c_attn.weight", b.attn.qkv.weight.rows(), b.attn.qkv.weight.cols(), C,
-                 3 * C);
-    vec(p + "attn.c_attn.bias", b.attn.qkv.bias, 3 * C);
-    expect_shape(p + "attn.c_proj.weight", b.attn.proj.weight.rows(), b.attn.proj.weight.cols(), C,
-                 C);
-    vec(p + "attn.c_proj.bias", b.attn.proj.bias, C);
-    vec(p + "ln_2.weight", b.ln_2.gain, C);
-    vec(p + "ln_2.bias", b.ln_2.bias, C);
-    expect_shape(p + "mlp.c_fc.weight", b.mlp.fc.weight.rows(), b.mlp.fc.weight.cols(), C, H);
-    vec(p + "mlp.c_fc.bias", b.mlp.fc.bias, H);
-    expect_shape(p + "mlp.c_proj.weight", b.mlp.proj.weight.rows(), b.mlp.proj.weight.cols(), H, C);
-    vec(p + "mlp.c_proj.bias", b.mlp.proj.bias, C);
-  }
-  vec("ln_f.weight", w.ln_f.gain, C);
-  vec("ln_f.bias", w.ln_f.bias, C);
-  if (!w.tied_lm_head()) expect_shape("lm_head.weight", w.lm_head.rows(), w.lm_head.cols(), V, C);
+  for_each_parameter(
+      config, w,
+      [](const std::string& name, const auto& tensor, const std::vector<std::int64_t>& shape) {
+        const index_t rows = shape.size() == 2 ? shape[0] : 1;
+        if (tensor.rows() != rows || tensor.cols() != shape.back()) {
+          throw shape_error(detail::concat("weights: ", name, " is [", tensor.rows(), " x ",
+                                           tensor.cols(), "], expected [", rows, " x ",
+                                           shape.back(), "]"));
+        }
+      });
 }
 
 /// GPT-2's initialisation: N(0, 0.02) matrices, residual projections scaled by 1/sqrt(2 n_layer),
