@@ -5,6 +5,7 @@
 #pragma once
 
 #include "eigenformer/core/error.hpp"
+#include "eigenformer/core/parallel.hpp"
 #include "eigenformer/core/types.hpp"
 #include "eigenformer/io/npy.hpp"
 #include "eigenformer/layers/attention.hpp"

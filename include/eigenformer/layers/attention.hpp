@@ -15,7 +15,10 @@
 #include <cmath>
 #include <functional>
 
+#include <vector>
+
 #include "eigenformer/core/error.hpp"
+#include "eigenformer/core/parallel.hpp"
 #include "eigenformer/core/types.hpp"
 #include "eigenformer/layers/linear.hpp"
 #include "eigenformer/ops/softmax.hpp"
@@ -37,15 +40,17 @@ using attention_observer = std::function<void(index_t head, matrix_cref<Scalar> 
 /// Reusable buffers of one attention call, sized once for the longest sequence.
 template <class Scalar>
 struct attention_scratch {
-  matrix<Scalar> qkv;     // [max_T x 3C]
-  matrix<Scalar> scores;  // [max_T x max_Tk], one head at a time
-  matrix<Scalar> heads;   // [max_T x C], concatenated head outputs
+  matrix<Scalar> qkv;                  // [max_T x 3C]
+  std::vector<matrix<Scalar>> scores;  // one [max_T x max_Tk] per parallel group of heads
+  matrix<Scalar> heads;                // [max_T x C], concatenated head outputs
 
   attention_scratch() = default;
-  /// `max_keys`: the most keys a query can see (n_ctx when a KV cache is used).
-  attention_scratch(index_t max_tokens, index_t channels, index_t max_keys = 0)
+  /// `max_keys`: the most keys a query can see (n_ctx when a KV cache is used). `groups`: how
+  /// many groups of heads may run at once (default: the thread count).
+  attention_scratch(index_t max_tokens, index_t channels, index_t max_keys = 0, int groups = 0)
       : qkv(max_tokens, 3 * channels),
-        scores(max_tokens, std::max(max_keys, max_tokens)),
+        scores(static_cast<std::size_t>(groups > 0 ? groups : num_threads()),
+               matrix<Scalar>(max_tokens, std::max(max_keys, max_tokens))),
         heads(max_tokens, channels) {}
 };
 
@@ -92,6 +97,31 @@ void causal_attention_heads(matrix_cref<Scalar> q, matrix_cref<Scalar> k, matrix
   }
 }
 
+/// causal_attention_heads split over groups of heads, one scores buffer per group, groups in
+/// parallel. A head's result does not depend on its group, so any grouping gives the same bits.
+/// With an observer the heads run in one group, in order, on the calling thread.
+template <class Scalar>
+void causal_attention_head_groups(matrix_cref<Scalar> q, matrix_cref<Scalar> k,
+                                  matrix_cref<Scalar> v, index_t n_head, index_t n_past,
+                                  std::vector<matrix<Scalar>>& scores, matrix_ref<Scalar> out,
+                                  const attention_observer<Scalar>& observe) {
+  if (scores.empty()) throw shape_error("attention: no scores buffer");
+  const index_t head_dim = q.cols() / std::max<index_t>(n_head, 1);
+  const index_t n_groups =
+      observe ? 1 : std::min<index_t>(n_head, static_cast<index_t>(scores.size()));
+  if (n_groups <= 1 || q.cols() % n_head != 0) {
+    causal_attention_heads<Scalar>(q, k, v, n_head, n_past, scores.front(), out, observe);
+    return;
+  }
+  parallel_for(n_groups, [&](index_t g) {
+    const index_t first = g * n_head / n_groups, last = (g + 1) * n_head / n_groups;
+    const index_t col = first * head_dim, width = (last - first) * head_dim;
+    causal_attention_heads<Scalar>(q.middleCols(col, width), k.middleCols(col, width),
+                                   v.middleCols(col, width), last - first, n_past,
+                                   scores[static_cast<std::size_t>(g)], out.middleCols(col, width));
+  });
+}
+
 /// Causal self-attention of T new tokens.
 /// x: [T x C] (already layer-normed), out: [T x C], scratch sized for at least T tokens.
 /// Without a cache the tokens are the whole sequence. With `cache`, the tokens sit at positions
@@ -115,9 +145,9 @@ void causal_self_attention_forward(matrix_cref<Scalar> x, const attention_weight
   linear_forward<Scalar>(x, w.qkv, qkv);
   auto heads = scratch.heads.topRows(n_tokens);
   if (cache == nullptr) {
-    causal_attention_heads<Scalar>(qkv.leftCols(channels), qkv.middleCols(channels, channels),
-                                   qkv.rightCols(channels), n_head, 0, scratch.scores, heads,
-                                   observe);
+    causal_attention_head_groups<Scalar>(qkv.leftCols(channels), qkv.middleCols(channels, channels),
+                                         qkv.rightCols(channels), n_head, 0, scratch.scores, heads,
+                                         observe);
   } else {
     const index_t n_keys = n_past + n_tokens;
     if (n_past < 0 || n_keys > cache->keys.rows() || cache->keys.cols() != channels ||
@@ -128,9 +158,9 @@ void causal_self_attention_forward(matrix_cref<Scalar> x, const attention_weight
     }
     cache->keys.middleRows(n_past, n_tokens) = qkv.middleCols(channels, channels);
     cache->values.middleRows(n_past, n_tokens) = qkv.rightCols(channels);
-    causal_attention_heads<Scalar>(qkv.leftCols(channels), cache->keys.topRows(n_keys),
-                                   cache->values.topRows(n_keys), n_head, n_past, scratch.scores,
-                                   heads, observe);
+    causal_attention_head_groups<Scalar>(qkv.leftCols(channels), cache->keys.topRows(n_keys),
+                                         cache->values.topRows(n_keys), n_head, n_past,
+                                         scratch.scores, heads, observe);
   }
   linear_forward<Scalar>(heads, w.proj, out);
 }

@@ -4,7 +4,10 @@
 // bytes are used as they are (no transpose on load) and y = x W is a plain row-major GEMM.
 #pragma once
 
+#include <algorithm>
+
 #include "eigenformer/core/error.hpp"
+#include "eigenformer/core/parallel.hpp"
 #include "eigenformer/core/types.hpp"
 
 namespace eigenformer {
@@ -18,7 +21,13 @@ struct linear_weights {
   index_t out_features() const { return weight.cols(); }
 };
 
+/// Output columns per parallel block. Fixed (not derived from the thread count) so results are
+/// bit-identical for any number of threads; a multiple of 16 keeps blocks aligned to AVX-512.
+inline constexpr index_t linear_column_block = 256;
+
 /// out = x W + b.  x: [T x in], out: [T x out] (must not alias x).
+/// Threads split the output columns: each block is an independent GEMM (GEMV when T = 1, where
+/// decoding is bound by reading W, so both cores' memory bandwidth is used).
 template <class Scalar>
 void linear_forward(matrix_cref<Scalar> x, const linear_weights<Scalar>& w,
                     matrix_ref<Scalar> out) {
@@ -29,8 +38,15 @@ void linear_forward(matrix_cref<Scalar> x, const linear_weights<Scalar>& w,
                                      "], b has ", w.bias.size(), ", out is [", out.rows(), " x ",
                                      out.cols(), "]"));
   }
-  out.noalias() = x * w.weight;
-  out.rowwise() += w.bias;
+  const index_t n_cols = w.out_features();
+  const index_t n_blocks = (n_cols + linear_column_block - 1) / linear_column_block;
+  parallel_for(n_blocks, [&](index_t block) {
+    const index_t first = block * linear_column_block;
+    const index_t width = std::min(linear_column_block, n_cols - first);
+    auto out_block = out.middleCols(first, width);
+    out_block.noalias() = x * w.weight.middleCols(first, width);
+    out_block.rowwise() += w.bias.segment(first, width);
+  });
 }
 
 }  // namespace eigenformer

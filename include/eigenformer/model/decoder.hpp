@@ -106,7 +106,15 @@ matrix_cref<Scalar> lm_head(const model_config& config, const basic_model_weight
                              config.vocab_size, "]"));
   }
   auto logits = acts.logits.topRows(n_rows);
-  logits.noalias() = normed.bottomRows(n_rows) * weights.output_embedding().transpose();
+  const auto x = normed.bottomRows(n_rows);
+  const auto& embedding = weights.output_embedding();  // [V x C]: one row per vocabulary entry
+  // Threads split the vocabulary into fixed blocks (bit-identical for any thread count).
+  const index_t n_blocks = (config.vocab_size + linear_column_block - 1) / linear_column_block;
+  parallel_for(n_blocks, [&](index_t block) {
+    const index_t first = block * linear_column_block;
+    const index_t width = std::min(linear_column_block, config.vocab_size - first);
+    logits.middleCols(first, width).noalias() = x * embedding.middleRows(first, width).transpose();
+  });
   return logits;
 }
 
