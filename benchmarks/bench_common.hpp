@@ -21,12 +21,9 @@ inline const ef::basic_model_weights<float>& gpt2_weights() {
   return weights;
 }
 
-/// FLOPs (2 per multiply-add) of one forward pass over T tokens without the LM head: the
-/// projections (24 C^2 per token per layer) and the causal half of attention (Q K^T and P V:
-/// 2 T (T + 1) C per layer).
+/// FLOPs of a whole-sequence forward pass over T tokens without the LM head.
 inline double forward_flops(const ef::model_config& c, double T) {
-  const double C = double(c.n_embd), L = double(c.n_layer);
-  return L * (24.0 * C * C * T + 2.0 * T * (T + 1) * C);
+  return ef::forward_flops(c, 0, static_cast<ef::index_t>(T), 0);
 }
 
 inline void set_counters(benchmark::State& state, double tokens_per_iter, double flops_per_iter) {

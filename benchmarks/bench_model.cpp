@@ -17,10 +17,8 @@ void run_forward(benchmark::State& state, bench::ef::logits_for rows) {
     const auto logits = bench::ef::forward(c, w, tokens, acts, rows);
     benchmark::DoNotOptimize(logits.data());
   }
-  const double lm_rows = rows == bench::ef::logits_for::all_positions ? double(T) : 1.0;
-  bench::set_counters(
-      state, double(T),
-      bench::forward_flops(c, double(T)) + 2.0 * lm_rows * double(c.n_embd) * double(c.vocab_size));
+  const auto lm_rows = rows == bench::ef::logits_for::all_positions ? T : 1;
+  bench::set_counters(state, double(T), bench::ef::forward_flops(c, 0, T, lm_rows));
 }
 
 void BM_Prefill(benchmark::State& state) {
@@ -48,12 +46,9 @@ void BM_Decode(benchmark::State& state) {
     benchmark::DoNotOptimize(logits.data());
     cache.truncate(n_prompt);
   }
-  const double C = double(c.n_embd), L = double(c.n_layer), keys = double(n_prompt + 1);
-  bench::set_counters(state, 1.0, L * (24.0 * C * C + 4.0 * keys * C) + 2.0 * C * double(c.vocab_size));
-  // Weight bytes read per token (fp32): every block matrix plus the LM head.
-  state.counters["weight_GB/s"] = benchmark::Counter(
-      4.0 * (L * 12.0 * C * C + C * double(c.vocab_size)) * 1e-9,
-      benchmark::Counter::kIsIterationInvariantRate);
+  bench::set_counters(state, 1.0, bench::ef::forward_flops(c, n_prompt, 1, 1));
+  state.counters["weight_GB/s"] = benchmark::Counter(bench::ef::decode_weight_bytes(c, 4.0) * 1e-9,
+                                                     benchmark::Counter::kIsIterationInvariantRate);
 }
 
 BENCHMARK(BM_Decode)->Arg(128)->Arg(896)->Unit(benchmark::kMillisecond)->MinTime(2.0);

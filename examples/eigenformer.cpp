@@ -360,6 +360,211 @@ int run_init(const init_options& opt) {
   return 0;
 }
 
+/// Parses "64,256,1024" into positive integers.
+std::vector<long long> parse_list(const std::string& text, const char* option) {
+  std::vector<long long> values;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', start), text.size());
+    const std::string word = text.substr(start, comma - start);
+    long long v = 0;
+    const auto [ptr, ec] = std::from_chars(word.data(), word.data() + word.size(), v);
+    if (ec != std::errc() || ptr != word.data() + word.size() || v < 1) {
+      throw usage_error(std::string(option) + ": '" + word + "' is not a positive integer");
+    }
+    values.push_back(v);
+    start = comma + 1;
+  }
+  return values;
+}
+
+/// Peak resident memory since the last reset_peak_rss(), in MiB (Linux; 0 elsewhere).
+double peak_rss_mib() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  }
+  return 0.0;
+}
+void reset_peak_rss() {
+  std::ofstream("/proc/self/clear_refs") << "5";
+}
+
+struct bench_options {
+  std::string model_dir, shape = "gpt2", prompts = "256", gens = "128", threads, dtypes = "f32";
+  long long depth = 128, repetitions = 5;
+  bool json = false;
+};
+
+ef::model_config shape_config(const std::string& shape) {
+  ef::model_config c = ef::model_config::gpt2_124m();
+  if (shape == "gpt2") return c;
+  if (shape == "gpt2-medium") {
+    c.n_layer = 24, c.n_head = 16, c.n_embd = 1024;
+    return c;
+  }
+  if (shape == "tiny") {
+    c.n_layer = 2, c.n_head = 4, c.n_embd = 64, c.n_ctx = 1024;
+    return c;
+  }
+  throw usage_error("--shape '" + shape + "' is not one of gpt2, gpt2-medium, tiny");
+}
+
+struct bench_result {
+  std::string test;
+  long long n_prompt = 0, n_gen = 0, depth = 0;
+  int threads = 1;
+  double mean = 0, stddev = 0, rate = 0;  // tokens/s, and GFLOP/s (pp) or weight GB/s (tg)
+  double peak_rss = 0;
+};
+
+/// Mean and sample standard deviation of tokens/s over the runs.
+std::pair<double, double> mean_sd(const std::vector<double>& v) {
+  double mean = 0, var = 0;
+  for (double x : v) mean += x / double(v.size());
+  for (double x : v)
+    var += (x - mean) * (x - mean) / double(std::max<std::size_t>(1, v.size() - 1));
+  return {mean, std::sqrt(var)};
+}
+
+int run_bench(const bench_options& opt) {
+  const auto prompts = parse_list(opt.prompts, "-p");
+  const auto gens = parse_list(opt.gens, "-n");
+  const auto threads = parse_list(
+      opt.threads.empty() ? std::to_string(ef::num_threads()) : opt.threads, "--threads");
+  if (opt.repetitions < 1) throw usage_error("-r must be >= 1");
+  if (opt.depth < 0) throw usage_error("--depth must be >= 0");
+  for (std::size_t start = 0; start <= opt.dtypes.size();) {
+    const std::size_t comma = std::min(opt.dtypes.find(',', start), opt.dtypes.size());
+    const std::string d = opt.dtypes.substr(start, comma - start);
+    if (d != "f32") {
+      throw usage_error("--dtype '" + d +
+                        "' is not available yet (this build benchmarks f32 only)");
+    }
+    start = comma + 1;
+  }
+  ef::model m;
+  std::string model_name;
+  if (!opt.model_dir.empty()) {
+    check_model_dir(opt.model_dir);
+    m = ef::load_hf_gpt2<float>(opt.model_dir);
+    model_name = fs::path(opt.model_dir).filename().string();
+  } else {
+    m.config = shape_config(opt.shape);
+    std::fprintf(stderr, "bench: building %s-shaped random weights...\n", opt.shape.c_str());
+    m.weights = ef::init_gpt2_weights<float>(m.config, 1);
+    model_name = opt.shape + " (random)";
+  }
+  const auto& c = m.config;
+  for (const long long p : prompts) {
+    if (p > c.n_ctx)
+      throw usage_error(ef::detail::concat("-p ", p, " exceeds the context of ", c.n_ctx));
+  }
+  for (const long long n : gens) {
+    if (opt.depth + n > c.n_ctx) {
+      throw usage_error(ef::detail::concat("--depth ", opt.depth, " + -n ", n,
+                                           " exceeds the context of ", c.n_ctx));
+    }
+  }
+  const auto tokens_of = [&](long long n) {
+    std::vector<ef::token_id> t(static_cast<std::size_t>(n));
+    for (std::size_t i = 0; i < t.size(); ++i)
+      t[i] = ef::token_id((i * 7919 + 13) % std::size_t(c.vocab_size));
+    return t;
+  };
+
+  std::vector<bench_result> results;
+  const std::size_t total = threads.size() * (prompts.size() + gens.size());
+  for (const long long t : threads) {
+    ef::set_num_threads(int(t));
+    const auto report = [&](bench_result r) {
+      r.threads = int(t);
+      if (opt.json) {
+        const nlohmann::json j = {{"model", model_name},
+                                  {"test", r.test},
+                                  {"n_prompt", r.n_prompt},
+                                  {"n_gen", r.n_gen},
+                                  {"depth", r.depth},
+                                  {"dtype", "f32"},
+                                  {"threads", r.threads},
+                                  {"tokens_per_s", r.mean},
+                                  {"stddev", r.stddev},
+                                  {"gflops", r.n_prompt > 0 ? r.rate : 0.0},
+                                  {"weight_gb_per_s", r.n_gen > 0 ? r.rate : 0.0},
+                                  {"peak_rss_mib", r.peak_rss}};
+        std::printf("%s\n", j.dump().c_str());
+        std::fflush(stdout);
+      }
+      results.push_back(r);
+    };
+    for (const long long p : prompts) {
+      std::fprintf(stderr, "bench: [%zu/%zu] pp%lld threads=%lld\n", results.size() + 1, total, p,
+                   t);
+      reset_peak_rss();
+      const auto tokens = tokens_of(p);
+      ef::activations acts(c, p, ef::logits_for::last_position);
+      std::vector<double> rates;
+      for (long long run = 0; run <= opt.repetitions; ++run) {  // run 0 is the warm-up
+        const auto start = clock_type::now();
+        ef::forward(c, m.weights, tokens, acts, ef::logits_for::last_position);
+        if (run > 0) rates.push_back(double(p) / seconds_since(start));
+      }
+      bench_result r;
+      r.test = "pp" + std::to_string(p), r.n_prompt = p;
+      std::tie(r.mean, r.stddev) = mean_sd(rates);
+      r.rate = ef::forward_flops(c, 0, p, 1) / (double(p) / r.mean) * 1e-9;
+      r.peak_rss = peak_rss_mib();
+      report(r);
+    }
+    for (const long long n : gens) {
+      std::fprintf(stderr, "bench: [%zu/%zu] tg%lld depth=%lld threads=%lld\n", results.size() + 1,
+                   total, n, opt.depth, t);
+      reset_peak_rss();
+      const auto prompt = tokens_of(std::max<long long>(opt.depth, 1));
+      ef::kv_cache cache(c);
+      ef::activations prefill_acts(c, std::max<long long>(opt.depth, 1),
+                                   ef::logits_for::last_position);
+      ef::activations acts(c, 1, ef::logits_for::last_position);
+      std::vector<double> rates;
+      for (long long run = 0; run <= opt.repetitions; ++run) {
+        cache.reset();
+        ef::token_id next = 0;
+        if (opt.depth > 0) {  // the prompt is not timed
+          const auto logits = ef::forward(c, m.weights, cache, prompt, prefill_acts);
+          logits.row(0).maxCoeff(&next);
+        }
+        const auto start = clock_type::now();
+        for (long long i = 0; i < n; ++i) {
+          const auto logits = ef::forward(c, m.weights, cache, {next}, acts);
+          ef::index_t best = 0;
+          logits.row(0).maxCoeff(&best);
+          next = ef::token_id(best);
+        }
+        if (run > 0) rates.push_back(double(n) / seconds_since(start));
+      }
+      bench_result r;
+      r.test = "tg" + std::to_string(n), r.n_gen = n, r.depth = opt.depth;
+      std::tie(r.mean, r.stddev) = mean_sd(rates);
+      r.rate = ef::decode_weight_bytes(c, 4.0) * r.mean * 1e-9;
+      r.peak_rss = peak_rss_mib();
+      report(r);
+    }
+  }
+  if (!opt.json) {
+    std::printf(
+        "| model | test | dtype | threads | tokens/s | GFLOP/s or weight GB/s | peak RSS MiB |\n");
+    std::printf("|---|---|---|---:|---:|---:|---:|\n");
+    for (const auto& r : results) {
+      const std::string test = r.n_gen > 0 ? r.test + " @ d" + std::to_string(r.depth) : r.test;
+      std::printf("| %s | %s | f32 | %d | %.1f ± %.1f | %.1f %s | %.0f |\n", model_name.c_str(),
+                  test.c_str(), r.threads, r.mean, r.stddev, r.rate,
+                  r.n_gen > 0 ? "GB/s" : "GFLOP/s", r.peak_rss);
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -425,6 +630,25 @@ int main(int argc, char** argv) {
   init_cmd->add_option("--vocab", init.config.vocab_size, "vocabulary size (default 50257)");
   init_cmd->add_option("--seed", init.seed, "seed (default 1)");
 
+  bench_options bench;
+  auto* bench_cmd =
+      app.add_subcommand("bench", "prefill (ppN) and generation (tgN) speed, llama-bench style");
+  auto* bench_model =
+      bench_cmd->add_option("--model", bench.model_dir, "Hugging Face GPT-2 directory");
+  bench_cmd
+      ->add_option("--shape", bench.shape,
+                   "random weights of this shape: gpt2 (default), gpt2-medium, tiny")
+      ->excludes(bench_model);
+  bench_cmd->add_option("-p", bench.prompts, "prefill sizes, comma separated (default 256)");
+  bench_cmd->add_option("-n", bench.gens, "generated tokens, comma separated (default 128)");
+  bench_cmd->add_option("--depth", bench.depth, "prompt tokens before generation (default 128)");
+  bench_cmd->add_option("--threads", bench.threads,
+                        "thread counts, comma separated (default: all cores)");
+  bench_cmd->add_option("--dtype", bench.dtypes, "weight types, comma separated (f32)");
+  bench_cmd->add_option("-r", bench.repetitions,
+                        "timed runs per test after one warm-up (default 5)");
+  bench_cmd->add_flag("--json", bench.json, "one JSON object per line instead of the table");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -455,6 +679,7 @@ int main(int argc, char** argv) {
     }
     if (attention->parsed()) return run_attention(att);
     if (init_cmd->parsed()) return run_init(init);
+    if (bench_cmd->parsed()) return run_bench(bench);
   } catch (const std::exception& e) {
     std::string message = e.what();
     std::replace(message.begin(), message.end(), '\n', ' ');

@@ -51,4 +51,26 @@ struct model_config {
   }
 };
 
+/// FLOPs (2 per multiply-add) of one forward pass of `n_tokens` new tokens after `n_past` cached
+/// ones: the projections (2 * (4 C^2 + 2 C H) per token per layer, H = MLP width), the causal
+/// part of attention actually needed (Q K^T and P V over the visible keys), and `lm_rows` rows
+/// of the LM head. What benchmarks divide by time.
+inline double forward_flops(const model_config& c, index_t n_past, index_t n_tokens,
+                            index_t lm_rows) {
+  const double C = double(c.n_embd), H = double(c.mlp_hidden()), L = double(c.n_layer);
+  const double T = double(n_tokens), P = double(n_past);
+  // Query i sees P + i + 1 keys: sum over i = T P + T (T + 1) / 2; times 2 products of 2 C FLOPs.
+  const double visible_pairs = T * P + T * (T + 1) / 2;
+  return L * (2.0 * (4.0 * C * C + 2.0 * C * H) * T + 4.0 * C * visible_pairs) +
+         2.0 * C * double(c.vocab_size) * double(lm_rows);
+}
+
+/// Bytes of weights one decoding step reads: every block matrix and the LM head (the embedding
+/// rows and the vectors are negligible), at `bytes_per_weight`.
+inline double decode_weight_bytes(const model_config& c, double bytes_per_weight) {
+  const double C = double(c.n_embd), H = double(c.mlp_hidden());
+  return bytes_per_weight *
+         (double(c.n_layer) * (4.0 * C * C + 2.0 * C * H) + C * double(c.vocab_size));
+}
+
 }  // namespace eigenformer
