@@ -16,6 +16,7 @@
 #include <limits>
 #include <map>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -201,7 +202,31 @@ class safetensors_file {
     const unsigned char* src = data_begin() + t.begin;
     Scalar* dst = out.data();
     const auto n = static_cast<std::size_t>(out.size());
-    for (std::size_t i = 0; i < n; ++i) dst[i] = detail::load_element<Scalar>(src, t.type, i);
+    if ((t.type == dtype::f32 && std::is_same_v<Scalar, float>) ||
+        (t.type == dtype::f64 && std::is_same_v<Scalar, double>)) {
+      std::memcpy(dst, src, n * sizeof(Scalar));  // same layout: a plain copy
+      return out;
+    }
+    // One loop per dtype, so the type switch is not inside the element loop.
+    const auto convert = [&](auto type) {  // type: std::integral_constant<dtype, ...>
+      for (std::size_t i = 0; i < n; ++i) {
+        dst[i] = detail::load_element<Scalar>(src, decltype(type)::value, i);
+      }
+    };
+    switch (t.type) {
+      case dtype::f64:
+        convert(std::integral_constant<dtype, dtype::f64>{});
+        break;
+      case dtype::f32:
+        convert(std::integral_constant<dtype, dtype::f32>{});
+        break;
+      case dtype::f16:
+        convert(std::integral_constant<dtype, dtype::f16>{});
+        break;
+      default:
+        convert(std::integral_constant<dtype, dtype::bf16>{});
+        break;
+    }
     return out;
   }
 
