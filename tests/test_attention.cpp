@@ -66,6 +66,30 @@ TYPED_TEST(Attention, CoreMatchesNaiveLoopsWithCachedKeys) {
   EXPECT_LT(ref::relative_error(out, expected), ref::tolerance<S>());
 }
 
+// Longer than one query block (attention_query_block), with a partial last block and cached keys.
+TYPED_TEST(Attention, ManyQueryBlocksMatchNaiveLoopsAndKeepTheMask) {
+  using S = TypeParam;
+  ref::rng r(31);
+  const index_t T = 2 * eigenformer::attention_query_block + 22, n_past = 7, C = 8, H = 2;
+  const auto q = ref::random_matrix<S>(T, C, r, 2.0);
+  auto k = ref::random_matrix<S>(n_past + T, C, r, 2.0);
+  auto v = ref::random_matrix<S>(n_past + T, C, r, 2.0);
+  matrix<S> scores(T, n_past + T), out(T, C);
+  eigenformer::causal_attention_heads<S>(q, k, v, H, n_past, scores, out);
+  EXPECT_LT(ref::relative_error(out, ref::attention_core(ref::to_grid(q), ref::to_grid(k),
+                                                         ref::to_grid(v), int(H), int(n_past))),
+            ref::tolerance<S>());
+  // Keys/values after query t's position never change its row.
+  for (const index_t t : {index_t(0), index_t(63), index_t(64), index_t(100), T - 2}) {
+    auto k2 = k, v2 = v;
+    k2.bottomRows(T - t - 1).setConstant(S(1e3));
+    v2.bottomRows(T - t - 1).setConstant(S(-7));
+    matrix<S> out2(T, C);
+    eigenformer::causal_attention_heads<S>(q, k2, v2, H, n_past, scores, out2);
+    EXPECT_TRUE(rows_bit_identical(out, out2, t + 1)) << "t = " << t;
+  }
+}
+
 TYPED_TEST(Attention, SelfAttentionMatchesNaiveLoops) {
   using S = TypeParam;
   ref::rng r(4);

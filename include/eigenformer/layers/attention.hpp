@@ -62,6 +62,9 @@ struct kv_cache_layer {
   matrix<Scalar> values;  // [n_ctx x C]
 };
 
+/// Queries per block of the attention core (see causal_attention_heads).
+inline constexpr index_t attention_query_block = 64;
+
 /// The attention core without projections: for every head, softmax(Q K^T / sqrt(d)) V with the
 /// causal rule "query i sees key j iff j <= n_past + i".
 /// q: [T x C]; k, v: [n_past + T x C]; scores: scratch with at least [T x n_past + T];
@@ -86,14 +89,28 @@ void causal_attention_heads(matrix_cref<Scalar> q, matrix_cref<Scalar> k, matrix
   }
   const index_t head_dim = channels / n_head;
   const Scalar scale = Scalar(1) / std::sqrt(Scalar(head_dim));
-  auto head_scores = scores.topLeftCorner(n_query, n_key);
   for (index_t h = 0; h < n_head; ++h) {
     const index_t col = h * head_dim;
-    head_scores.noalias() =
-        (q.middleCols(col, head_dim) * scale) * k.middleCols(col, head_dim).transpose();
-    causal_softmax_rows_inplace<Scalar>(head_scores, n_past);
-    if (observe) observe(h, head_scores);
-    out.middleCols(col, head_dim).noalias() = head_scores * v.middleCols(col, head_dim);
+    if (observe) {  // the whole [T x Tk] weight matrix at once, for the observer to see
+      auto head_scores = scores.topLeftCorner(n_query, n_key);
+      head_scores.noalias() =
+          (q.middleCols(col, head_dim) * scale) * k.middleCols(col, head_dim).transpose();
+      causal_softmax_rows_inplace<Scalar>(head_scores, n_past);
+      observe(h, head_scores);
+      out.middleCols(col, head_dim).noalias() = head_scores * v.middleCols(col, head_dim);
+      continue;
+    }
+    // Blocks of queries: block [r, r + rows) needs only keys [0, n_past + r + rows), so the
+    // keys no query of the block can see are never multiplied (half the work of a full square).
+    for (index_t r = 0; r < n_query; r += attention_query_block) {
+      const index_t rows = std::min(attention_query_block, n_query - r);
+      const index_t keys = n_past + r + rows;
+      auto block_scores = scores.topLeftCorner(rows, keys);
+      block_scores.noalias() =
+          (q.block(r, col, rows, head_dim) * scale) * k.block(0, col, keys, head_dim).transpose();
+      causal_softmax_rows_inplace<Scalar>(block_scores, n_past + r);
+      out.block(r, col, rows, head_dim).noalias() = block_scores * v.block(0, col, keys, head_dim);
+    }
   }
 }
 
