@@ -9,7 +9,6 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -110,11 +109,12 @@ class sampler {
   /// CTRL-style penalty (as transformers' RepetitionPenaltyLogitsProcessor): a seen token's
   /// positive logit is divided by the penalty, a negative one multiplied, each token once.
   void apply_repetition_penalty(const std::vector<token_id>& history) {
-    seen_.clear();
+    penalized_.assign(scores_.size(), false);  // reuses its storage: no allocation per token
     for (const token_id t : history) {
-      if (t < 0 || static_cast<std::size_t>(t) >= scores_.size() || !seen_.insert(t).second)
-        continue;
-      double& s = scores_[static_cast<std::size_t>(t)].first;
+      const auto i = static_cast<std::size_t>(t);
+      if (t < 0 || i >= scores_.size() || penalized_[i]) continue;
+      penalized_[i] = true;
+      double& s = scores_[i].first;
       s = s > 0 ? s / params_.repetition_penalty : s * params_.repetition_penalty;
     }
   }
@@ -126,7 +126,7 @@ class sampler {
   sampling_params params_;
   std::mt19937_64 rng_;
   std::vector<std::pair<double, token_id>> scores_;  // (score, id), reused across calls
-  std::unordered_set<token_id> seen_;
+  std::vector<bool> penalized_;  // per vocabulary entry, reused across calls
 };
 
 }  // namespace eigenformer
