@@ -134,7 +134,6 @@ double seconds_since(clock_type::time_point start) {
 /// Where the prompt comes from: text through the tokenizer, or ids.
 struct prompt_options {
   std::string model_dir, tokenizer_dir, prompt, tokens;
-  bool has_prompt() const { return !prompt.empty() || tokens.empty(); }
   std::string tokenizer_directory() const {
     return tokenizer_dir.empty() ? model_dir : tokenizer_dir;
   }
@@ -200,7 +199,6 @@ int run_generate(generate_options opt) {
   if (!opt.seed_given) opt.sampling.seed = std::random_device{}();
 
   const auto model = ef::load_hf_gpt2<float>(opt.prompt.model_dir);
-  if (!opt.ids_only && !tokenizer) throw usage_error("no tokenizer");
   if (tokenizer && tokenizer->vocab_size() > model.config.vocab_size) {
     throw usage_error(ef::detail::concat("the tokenizer has ", tokenizer->vocab_size(),
                                          " tokens but the model only ", model.config.vocab_size));
@@ -361,19 +359,28 @@ int run_init(const init_options& opt) {
 }
 
 /// Parses "64,256,1024" into positive integers.
-std::vector<long long> parse_list(const std::string& text, const char* option) {
-  std::vector<long long> values;
+/// Splits "a,b,c" at the commas (an empty text gives one empty item).
+std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> items;
   std::size_t start = 0;
   while (start <= text.size()) {
     const std::size_t comma = std::min(text.find(',', start), text.size());
-    const std::string word = text.substr(start, comma - start);
+    items.push_back(text.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return items;
+}
+
+/// Parses "64,256,1024" into positive integers.
+std::vector<long long> parse_list(const std::string& text, const char* option) {
+  std::vector<long long> values;
+  for (const std::string& word : split_commas(text)) {
     long long v = 0;
     const auto [ptr, ec] = std::from_chars(word.data(), word.data() + word.size(), v);
     if (ec != std::errc() || ptr != word.data() + word.size() || v < 1) {
       throw usage_error(std::string(option) + ": '" + word + "' is not a positive integer");
     }
     values.push_back(v);
-    start = comma + 1;
   }
   return values;
 }
@@ -435,14 +442,11 @@ int run_bench(const bench_options& opt) {
       opt.threads.empty() ? std::to_string(ef::num_threads()) : opt.threads, "--threads");
   if (opt.repetitions < 1) throw usage_error("-r must be >= 1");
   if (opt.depth < 0) throw usage_error("--depth must be >= 0");
-  for (std::size_t start = 0; start <= opt.dtypes.size();) {
-    const std::size_t comma = std::min(opt.dtypes.find(',', start), opt.dtypes.size());
-    const std::string d = opt.dtypes.substr(start, comma - start);
+  for (const std::string& d : split_commas(opt.dtypes)) {
     if (d != "f32") {
       throw usage_error("--dtype '" + d +
                         "' is not available yet (this build benchmarks f32 only)");
     }
-    start = comma + 1;
   }
   ef::model m;
   std::string model_name;

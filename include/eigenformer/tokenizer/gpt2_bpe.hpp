@@ -267,11 +267,6 @@ class gpt2_tokenizer {
   /// Byte-pair encoding of one piece: start from single bytes, repeatedly merge the adjacent pair
   /// with the lowest merge rank.
   void bpe(const std::string& piece, std::vector<token_id>& ids) const {
-    if (const auto whole = bytes_to_id_.find(piece);
-        whole != bytes_to_id_.end() && piece.size() == 1) {
-      ids.push_back(whole->second);
-      return;
-    }
     std::vector<std::string> parts;
     parts.reserve(piece.size());
     for (const char c : piece) parts.emplace_back(1, c);
