@@ -98,6 +98,32 @@ void BM_Block(benchmark::State& state) {
   bench::set_counters(state, double(T), bench::forward_flops(one_layer, double(T)));
 }
 
+// The MLP's first linear layer [768 x 3072], stored as f32 (0), bf16 (1) or bf16 with bf16
+// activations (2); T = 1 is a decoding step (reported as weight GB/s), larger T a prefill GEMM.
+void BM_Linear(benchmark::State& state) {
+  const index_t T = state.range(0);
+  const auto& w = bench::gpt2_weights().blocks[0].mlp.fc;
+  const auto x = random_activations(T, w.in_features());
+  matrix<float> out(T, w.out_features());
+  const int dtype = static_cast<int>(state.range(1));
+  const auto packed = bench::ef::pack_bf16(w.weight, dtype == 2
+                                                         ? bench::ef::bf16_compute::bf16_activations
+                                                         : bench::ef::bf16_compute::float_activations);
+  for (auto _ : state) {
+    if (dtype == 0) {
+      bench::ef::linear_forward<float>(x, w, out);
+    } else {
+      bench::ef::bf16_matmul(x, packed, w.bias.data(), out);
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  const double weights = double(w.weight.size());
+  bench::set_counters(state, double(T), 2.0 * double(T) * weights);
+  state.counters["weight GB/s"] = benchmark::Counter(weights * (dtype == 0 ? 4 : 2) * 1e-9,
+                                                     benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(dtype == 0 ? "f32" : dtype == 1 ? "bf16" : "bf16mix");
+}
+
 #define EIGENFORMER_SIZES ->Arg(64)->Arg(256)->Arg(1024)->Unit(benchmark::kMicrosecond)
 BENCHMARK(BM_LayerNorm) EIGENFORMER_SIZES;
 BENCHMARK(BM_CausalSoftmax) EIGENFORMER_SIZES;
@@ -105,6 +131,10 @@ BENCHMARK(BM_Gelu) EIGENFORMER_SIZES;
 BENCHMARK(BM_Attention) EIGENFORMER_SIZES;
 BENCHMARK(BM_Mlp) EIGENFORMER_SIZES;
 BENCHMARK(BM_Block) EIGENFORMER_SIZES;
+BENCHMARK(BM_Linear)
+    ->ArgsProduct({{1, 256}, {0, 1, 2}})
+    ->ArgNames({"T", "dtype"})
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 

@@ -2,13 +2,19 @@
 //
 // W is stored [in x out], the layout of Hugging Face's GPT-2 `Conv1D` weights, so a checkpoint's
 // bytes are used as they are (no transpose on load) and y = x W is a plain row-major GEMM.
+// A float layer may instead hold W as bfloat16 panels (`packed`, see ops/bf16_matmul.hpp):
+// half the bytes to read per token when decoding; `weight` is then empty.
 #pragma once
 
 #include <algorithm>
+#include <type_traits>
+#include <utility>
 
 #include "eigenformer/core/error.hpp"
 #include "eigenformer/core/parallel.hpp"
 #include "eigenformer/core/types.hpp"
+#include "eigenformer/ops/bf16_matmul.hpp"
+#include "eigenformer/ops/matmul.hpp"
 
 namespace eigenformer {
 
@@ -16,10 +22,23 @@ template <class Scalar>
 struct linear_weights {
   matrix<Scalar> weight;    // [in x out]
   row_vector<Scalar> bias;  // [1 x out]
+  packed_bf16_matrix packed;  // W [in x out] in bf16 instead of `weight` (float layers only)
 
-  index_t in_features() const { return weight.rows(); }
-  index_t out_features() const { return weight.cols(); }
+  linear_weights() = default;
+  linear_weights(matrix<Scalar> weight_, row_vector<Scalar> bias_)
+      : weight(std::move(weight_)), bias(std::move(bias_)) {}
+
+  bool is_packed() const { return !packed.empty(); }
+  index_t in_features() const { return is_packed() ? packed.rows : weight.rows(); }
+  index_t out_features() const { return is_packed() ? packed.cols : weight.cols(); }
 };
+
+/// Replaces a float layer's weight by its bf16 panels (rounded to nearest) and frees the floats.
+inline void pack_linear(linear_weights<float>& w, bf16_compute compute) {
+  if (!w.is_packed()) w.packed = pack_bf16(w.weight, compute);
+  w.packed.compute = compute;
+  w.weight.resize(0, 0);
+}
 
 /// Output columns per parallel block. Fixed (not derived from the thread count) so results are
 /// bit-identical for any number of threads; a multiple of 16 keeps blocks aligned to AVX-512.
@@ -34,18 +53,24 @@ void linear_forward(matrix_cref<Scalar> x, const linear_weights<Scalar>& w,
   if (x.cols() != w.in_features() || out.rows() != x.rows() || out.cols() != w.out_features() ||
       w.bias.size() != w.out_features()) {
     throw shape_error(detail::concat("linear_forward: x is [", x.rows(), " x ", x.cols(),
-                                     "], W is [", w.weight.rows(), " x ", w.weight.cols(),
+                                     "], W is [", w.in_features(), " x ", w.out_features(),
                                      "], b has ", w.bias.size(), ", out is [", out.rows(), " x ",
                                      out.cols(), "]"));
+  }
+  if (w.is_packed()) {
+    if constexpr (std::is_same_v<Scalar, float>) {
+      bf16_matmul(x, w.packed, w.bias.data(), out);
+      return;
+    } else {
+      throw value_error("linear_forward: bf16-packed weights need a float model");
+    }
   }
   const index_t n_cols = w.out_features();
   const index_t n_blocks = (n_cols + linear_column_block - 1) / linear_column_block;
   parallel_for(n_blocks, [&](index_t block) {
     const index_t first = block * linear_column_block;
-    const index_t width = std::min(linear_column_block, n_cols - first);
-    auto out_block = out.middleCols(first, width);
-    out_block.noalias() = x * w.weight.middleCols(first, width);
-    out_block.rowwise() += w.bias.segment(first, width);
+    matmul_column_block<Scalar>(x, w.weight, w.bias.data(), first,
+                                std::min(linear_column_block, n_cols - first), out);
   });
 }
 
