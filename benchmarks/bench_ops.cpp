@@ -106,9 +106,9 @@ void BM_Linear(benchmark::State& state) {
   const auto x = random_activations(T, w.in_features());
   matrix<float> out(T, w.out_features());
   const int dtype = static_cast<int>(state.range(1));
-  const auto packed = bench::ef::pack_bf16(w.weight, dtype == 2
-                                                         ? bench::ef::bf16_compute::bf16_activations
-                                                         : bench::ef::bf16_compute::float_activations);
+  const auto packed =
+      bench::ef::pack_bf16(w.weight, dtype == 2 ? bench::ef::bf16_compute::bf16_activations
+                                                : bench::ef::bf16_compute::float_activations);
   for (auto _ : state) {
     if (dtype == 0) {
       bench::ef::linear_forward<float>(x, w, out);

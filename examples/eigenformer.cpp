@@ -87,13 +87,21 @@ std::string model_note(const std::string& dir) {
   return {};
 }
 
+/// Stores the matrices multiplied per token as bf16 for --dtype bf16 / bf16mix
+/// (ops/bf16_matmul.hpp); f32 leaves the weights as loaded.
+void apply_dtype(ef::model_weights& weights, const std::string& dtype) {
+  if (dtype == "bf16") ef::pack_weights_bf16(weights, ef::bf16_compute::float_activations);
+  if (dtype == "bf16mix") ef::pack_weights_bf16(weights, ef::bf16_compute::bf16_activations);
+}
+
 struct logits_options {
   std::string model_dir, tokens, out, precision = "f32";
 };
 
 template <class Scalar>
 int run_logits(const logits_options& opt, const std::vector<ef::token_id>& tokens) {
-  const auto model = ef::load_hf_gpt2<Scalar>(opt.model_dir);
+  auto model = ef::load_hf_gpt2<Scalar>(opt.model_dir);
+  if constexpr (std::is_same_v<Scalar, float>) apply_dtype(model.weights, opt.precision);
   const auto n_tokens = static_cast<ef::index_t>(tokens.size());
   if (n_tokens > model.config.n_ctx) {
     throw usage_error(ef::detail::concat(n_tokens, " tokens exceed the model's context of ",
@@ -179,6 +187,7 @@ struct generate_options {
   long long n_tokens = 64;
   ef::sampling_params sampling;
   bool seed_given = false, ids_only = false;
+  std::string dtype = "f32";
 };
 
 int run_generate(generate_options opt) {
@@ -198,7 +207,8 @@ int run_generate(generate_options opt) {
   }
   if (!opt.seed_given) opt.sampling.seed = std::random_device{}();
 
-  const auto model = ef::load_hf_gpt2<float>(opt.prompt.model_dir);
+  auto model = ef::load_hf_gpt2<float>(opt.prompt.model_dir);
+  apply_dtype(model.weights, opt.dtype);
   if (tokenizer && tokenizer->vocab_size() > model.config.vocab_size) {
     throw usage_error(ef::detail::concat("the tokenizer has ", tokenizer->vocab_size(),
                                          " tokens but the model only ", model.config.vocab_size));
@@ -419,7 +429,7 @@ ef::model_config shape_config(const std::string& shape) {
 }
 
 struct bench_result {
-  std::string test;
+  std::string test, dtype;
   long long n_prompt = 0, n_gen = 0, depth = 0;
   int threads = 1;
   double mean = 0, stddev = 0, rate = 0;  // tokens/s, and GFLOP/s (pp) or weight GB/s (tg)
@@ -442,11 +452,16 @@ int run_bench(const bench_options& opt) {
       opt.threads.empty() ? std::to_string(ef::num_threads()) : opt.threads, "--threads");
   if (opt.repetitions < 1) throw usage_error("-r must be >= 1");
   if (opt.depth < 0) throw usage_error("--depth must be >= 0");
-  for (const std::string& d : split_commas(opt.dtypes)) {
-    if (d != "f32") {
-      throw usage_error("--dtype '" + d +
-                        "' is not available yet (this build benchmarks f32 only)");
+  // Packing is one-way (f32 -> bf16 -> bf16mix only flips the mode), so dtypes run in that order.
+  std::vector<std::string> dtypes;
+  const auto requested = split_commas(opt.dtypes);
+  for (const std::string& d : requested) {
+    if (d != "f32" && d != "bf16" && d != "bf16mix") {
+      throw usage_error("--dtype '" + d + "' is not one of f32, bf16, bf16mix");
     }
+  }
+  for (const char* d : {"f32", "bf16", "bf16mix"}) {
+    if (std::find(requested.begin(), requested.end(), d) != requested.end()) dtypes.push_back(d);
   }
   ef::model m;
   std::string model_name;
@@ -479,80 +494,85 @@ int run_bench(const bench_options& opt) {
   };
 
   std::vector<bench_result> results;
-  const std::size_t total = threads.size() * (prompts.size() + gens.size());
-  for (const long long t : threads) {
-    ef::set_num_threads(int(t));
-    const auto report = [&](bench_result r) {
-      r.threads = int(t);
-      if (opt.json) {
-        const nlohmann::json j = {{"model", model_name},
-                                  {"test", r.test},
-                                  {"n_prompt", r.n_prompt},
-                                  {"n_gen", r.n_gen},
-                                  {"depth", r.depth},
-                                  {"dtype", "f32"},
-                                  {"threads", r.threads},
-                                  {"tokens_per_s", r.mean},
-                                  {"stddev", r.stddev},
-                                  {"gflops", r.n_prompt > 0 ? r.rate : 0.0},
-                                  {"weight_gb_per_s", r.n_gen > 0 ? r.rate : 0.0},
-                                  {"peak_rss_mib", r.peak_rss}};
-        std::printf("%s\n", j.dump().c_str());
-        std::fflush(stdout);
-      }
-      results.push_back(r);
-    };
-    for (const long long p : prompts) {
-      std::fprintf(stderr, "bench: [%zu/%zu] pp%lld threads=%lld\n", results.size() + 1, total, p,
-                   t);
-      reset_peak_rss();
-      const auto tokens = tokens_of(p);
-      ef::activations acts(c, p, ef::logits_for::last_position);
-      std::vector<double> rates;
-      for (long long run = 0; run <= opt.repetitions; ++run) {  // run 0 is the warm-up
-        const auto start = clock_type::now();
-        ef::forward(c, m.weights, tokens, acts, ef::logits_for::last_position);
-        if (run > 0) rates.push_back(double(p) / seconds_since(start));
-      }
-      bench_result r;
-      r.test = "pp" + std::to_string(p), r.n_prompt = p;
-      std::tie(r.mean, r.stddev) = mean_sd(rates);
-      r.rate = ef::forward_flops(c, 0, p, 1) / (double(p) / r.mean) * 1e-9;
-      r.peak_rss = peak_rss_mib();
-      report(r);
-    }
-    for (const long long n : gens) {
-      std::fprintf(stderr, "bench: [%zu/%zu] tg%lld depth=%lld threads=%lld\n", results.size() + 1,
-                   total, n, opt.depth, t);
-      reset_peak_rss();
-      const auto prompt = tokens_of(std::max<long long>(opt.depth, 1));
-      ef::kv_cache cache(c);
-      ef::activations prefill_acts(c, std::max<long long>(opt.depth, 1),
-                                   ef::logits_for::last_position);
-      ef::activations acts(c, 1, ef::logits_for::last_position);
-      std::vector<double> rates;
-      for (long long run = 0; run <= opt.repetitions; ++run) {
-        cache.reset();
-        ef::token_id next = 0;
-        if (opt.depth > 0) {  // the prompt is not timed
-          const auto logits = ef::forward(c, m.weights, cache, prompt, prefill_acts);
-          logits.row(0).maxCoeff(&next);
+  const std::size_t total = dtypes.size() * threads.size() * (prompts.size() + gens.size());
+  for (const std::string& dtype : dtypes) {
+    apply_dtype(m.weights, dtype);
+    const double bytes_per_weight = dtype == "f32" ? 4.0 : 2.0;
+    for (const long long t : threads) {
+      ef::set_num_threads(int(t));
+      const auto report = [&](bench_result r) {
+        r.threads = int(t);
+        r.dtype = dtype;
+        if (opt.json) {
+          const nlohmann::json j = {{"model", model_name},
+                                    {"test", r.test},
+                                    {"n_prompt", r.n_prompt},
+                                    {"n_gen", r.n_gen},
+                                    {"depth", r.depth},
+                                    {"dtype", r.dtype},
+                                    {"threads", r.threads},
+                                    {"tokens_per_s", r.mean},
+                                    {"stddev", r.stddev},
+                                    {"gflops", r.n_prompt > 0 ? r.rate : 0.0},
+                                    {"weight_gb_per_s", r.n_gen > 0 ? r.rate : 0.0},
+                                    {"peak_rss_mib", r.peak_rss}};
+          std::printf("%s\n", j.dump().c_str());
+          std::fflush(stdout);
         }
-        const auto start = clock_type::now();
-        for (long long i = 0; i < n; ++i) {
-          const auto logits = ef::forward(c, m.weights, cache, {next}, acts);
-          ef::index_t best = 0;
-          logits.row(0).maxCoeff(&best);
-          next = ef::token_id(best);
+        results.push_back(r);
+      };
+      for (const long long p : prompts) {
+        std::fprintf(stderr, "bench: [%zu/%zu] pp%lld %s threads=%lld\n", results.size() + 1, total,
+                     p, dtype.c_str(), t);
+        reset_peak_rss();
+        const auto tokens = tokens_of(p);
+        ef::activations acts(c, p, ef::logits_for::last_position);
+        std::vector<double> rates;
+        for (long long run = 0; run <= opt.repetitions; ++run) {  // run 0 is the warm-up
+          const auto start = clock_type::now();
+          ef::forward(c, m.weights, tokens, acts, ef::logits_for::last_position);
+          if (run > 0) rates.push_back(double(p) / seconds_since(start));
         }
-        if (run > 0) rates.push_back(double(n) / seconds_since(start));
+        bench_result r;
+        r.test = "pp" + std::to_string(p), r.n_prompt = p;
+        std::tie(r.mean, r.stddev) = mean_sd(rates);
+        r.rate = ef::forward_flops(c, 0, p, 1) / (double(p) / r.mean) * 1e-9;
+        r.peak_rss = peak_rss_mib();
+        report(r);
       }
-      bench_result r;
-      r.test = "tg" + std::to_string(n), r.n_gen = n, r.depth = opt.depth;
-      std::tie(r.mean, r.stddev) = mean_sd(rates);
-      r.rate = ef::decode_weight_bytes(c, 4.0) * r.mean * 1e-9;
-      r.peak_rss = peak_rss_mib();
-      report(r);
+      for (const long long n : gens) {
+        std::fprintf(stderr, "bench: [%zu/%zu] tg%lld depth=%lld %s threads=%lld\n",
+                     results.size() + 1, total, n, opt.depth, dtype.c_str(), t);
+        reset_peak_rss();
+        const auto prompt = tokens_of(std::max<long long>(opt.depth, 1));
+        ef::kv_cache cache(c);
+        ef::activations prefill_acts(c, std::max<long long>(opt.depth, 1),
+                                     ef::logits_for::last_position);
+        ef::activations acts(c, 1, ef::logits_for::last_position);
+        std::vector<double> rates;
+        for (long long run = 0; run <= opt.repetitions; ++run) {
+          cache.reset();
+          ef::token_id next = 0;
+          if (opt.depth > 0) {  // the prompt is not timed
+            const auto logits = ef::forward(c, m.weights, cache, prompt, prefill_acts);
+            logits.row(0).maxCoeff(&next);
+          }
+          const auto start = clock_type::now();
+          for (long long i = 0; i < n; ++i) {
+            const auto logits = ef::forward(c, m.weights, cache, {next}, acts);
+            ef::index_t best = 0;
+            logits.row(0).maxCoeff(&best);
+            next = ef::token_id(best);
+          }
+          if (run > 0) rates.push_back(double(n) / seconds_since(start));
+        }
+        bench_result r;
+        r.test = "tg" + std::to_string(n), r.n_gen = n, r.depth = opt.depth;
+        std::tie(r.mean, r.stddev) = mean_sd(rates);
+        r.rate = ef::decode_weight_bytes(c, bytes_per_weight) * r.mean * 1e-9;
+        r.peak_rss = peak_rss_mib();
+        report(r);
+      }
     }
   }
   if (!opt.json) {
@@ -561,8 +581,8 @@ int run_bench(const bench_options& opt) {
     std::printf("|---|---|---|---:|---:|---:|---:|\n");
     for (const auto& r : results) {
       const std::string test = r.n_gen > 0 ? r.test + " @ d" + std::to_string(r.depth) : r.test;
-      std::printf("| %s | %s | f32 | %d | %.1f ± %.1f | %.1f %s | %.0f |\n", model_name.c_str(),
-                  test.c_str(), r.threads, r.mean, r.stddev, r.rate,
+      std::printf("| %s | %s | %s | %d | %.1f ± %.1f | %.1f %s | %.0f |\n", model_name.c_str(),
+                  test.c_str(), r.dtype.c_str(), r.threads, r.mean, r.stddev, r.rate,
                   r.n_gen > 0 ? "GB/s" : "GFLOP/s", r.peak_rss);
     }
   }
@@ -583,8 +603,10 @@ int main(int argc, char** argv) {
       ->required();
   logits->add_option("--tokens", opt.tokens, "token ids, e.g. \"464 2068 7586\"")->required();
   logits->add_option("--out", opt.out, "write all logits [T, V] to this .npy file");
-  logits->add_option("--precision", opt.precision, "f32 (default) or f64")
-      ->check(CLI::IsMember({"f32", "f64"}));
+  logits
+      ->add_option("--precision", opt.precision,
+                   "f32 (default), f64, bf16 (bf16 weights) or bf16mix (bf16 weights and inputs)")
+      ->check(CLI::IsMember({"f32", "f64", "bf16", "bf16mix"}));
 
   generate_options gen;
   auto* generate = app.add_subcommand("generate", "generate text with a KV cache");
@@ -598,6 +620,8 @@ int main(int argc, char** argv) {
   };
   add_prompt(generate, gen.prompt);
   generate->add_option("-n", gen.n_tokens, "tokens to generate (default 64)");
+  generate->add_option("--dtype", gen.dtype, "weights: f32 (default), bf16 or bf16mix")
+      ->check(CLI::IsMember({"f32", "bf16", "bf16mix"}));
   generate->add_option("--temperature", gen.sampling.temperature, "0 = greedy (default 1)");
   generate->add_option("--top-k", gen.sampling.top_k, "keep the k most likely tokens; 0 = all");
   generate->add_option("--top-p", gen.sampling.top_p, "nucleus mass in (0, 1] (default 1)");
@@ -648,7 +672,8 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--depth", bench.depth, "prompt tokens before generation (default 128)");
   bench_cmd->add_option("--threads", bench.threads,
                         "thread counts, comma separated (default: all cores)");
-  bench_cmd->add_option("--dtype", bench.dtypes, "weight types, comma separated (f32)");
+  bench_cmd->add_option("--dtype", bench.dtypes,
+                        "weight types, comma separated: f32, bf16, bf16mix (default f32)");
   bench_cmd->add_option("-r", bench.repetitions,
                         "timed runs per test after one warm-up (default 5)");
   bench_cmd->add_flag("--json", bench.json, "one JSON object per line instead of the table");

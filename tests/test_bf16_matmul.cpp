@@ -18,7 +18,7 @@ using eigenformer::matrix;
 double naive_bf16(double v) {
   if (v == 0 || !std::isfinite(v)) return v;
   int exponent = 0;
-  std::frexp(v, &exponent);                // v = m 2^exponent, 0.5 <= |m| < 1
+  std::frexp(v, &exponent);                           // v = m 2^exponent, 0.5 <= |m| < 1
   const double unit = std::ldexp(1.0, exponent - 8);  // the spacing of 8-bit significands
   return std::nearbyint(v / unit) * unit;
 }
@@ -86,11 +86,11 @@ TEST_P(Bf16Matmul, MatchesDoublePrecisionDefinition) {
   const bf16_compute compute = GetParam();
   const bool round_x = compute == bf16_compute::bf16_activations;
   ref::rng r(11);
-  for (const product_case c : {product_case{1, 1, 1}, product_case{1, 64, 16},
-                               product_case{1, 31, 300}, product_case{3, 64, 37},
-                               product_case{4, 33, 49}, product_case{5, 64, 600},
-                               product_case{8, 17, 80}, product_case{9, 64, 300},
-                               product_case{17, 65, 33}, product_case{40, 96, 520}}) {
+  for (const product_case c :
+       {product_case{1, 1, 1}, product_case{1, 64, 16}, product_case{1, 31, 300},
+        product_case{3, 64, 37}, product_case{4, 33, 49}, product_case{5, 64, 600},
+        product_case{8, 17, 80}, product_case{9, 64, 300}, product_case{17, 65, 33},
+        product_case{40, 96, 520}}) {
     const matrix<float> x = ref::random_matrix<float>(c.rows, c.inputs, r);
     const matrix<float> w = ref::random_matrix<float>(c.inputs, c.outputs, r);
     const eigenformer::row_vector<float> bias = ref::random_row<float>(c.outputs, r);

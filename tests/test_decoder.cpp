@@ -188,4 +188,30 @@ TYPED_TEST(Decoder, ObservedAttentionIsCausalAndRowsSumToOne) {
             model_tolerance(std::is_same_v<S, float>));
 }
 
+// A tied model packed to bf16 (its embedding lookup then reads the packed LM head) computes
+// the same logits as the float model whose packed matrices were rounded to bf16 beforehand.
+TEST(Decoder, PackedBf16EqualsFloatModelWithRoundedWeights) {
+  const auto c = ref::tiny_config<float>();
+  auto packed = ref::random_weights<float>(c, 8);
+  ASSERT_TRUE(packed.tied_lm_head());
+  auto rounded = packed;
+  const auto round = [](eigenformer::matrix<float>& m) {
+    m = m.unaryExpr([](float v) { return eigenformer::round_to_bf16(v); });
+  };
+  round(rounded.wte);
+  for (auto& b : rounded.blocks) {
+    for (auto* layer : {&b.attn.qkv, &b.attn.proj, &b.mlp.fc, &b.mlp.proj}) round(layer->weight);
+  }
+  eigenformer::pack_weights_bf16(packed, eigenformer::bf16_compute::float_activations);
+  EXPECT_EQ(packed.wte.size(), 0);
+  std::vector<eigenformer::token_id> tokens;
+  ref::rng r(9);
+  for (int i = 0; i < 11; ++i) tokens.push_back(r.below(int(c.vocab_size)));
+  eigenformer::activations acts(c, c.n_ctx);
+  const eigenformer::matrix<float> expected = eigenformer::forward(c, rounded, tokens, acts);
+  const eigenformer::matrix<float> actual = eigenformer::forward(c, packed, tokens, acts);
+  EXPECT_LT(ref::relative_error(actual, ref::to_grid(expected)), 1e-5);
+  EXPECT_THROW(eigenformer::validate_weights(c, packed), eigenformer::value_error);
+}
+
 }  // namespace

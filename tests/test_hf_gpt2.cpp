@@ -2,6 +2,7 @@
 // and the checkpoint loader's error paths.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -56,6 +57,43 @@ TYPED_TEST(Golden, LogitsMatchPyTorch) {
         return std::string(b);
       }());
     }
+  }
+}
+
+// A BF16 file packed as bf16 keeps its exact values: the fixture tolerance still holds, with
+// the weights read as bf16 and the activations in float.
+TEST(Bf16Weights, PackedBf16FileMatchesPyTorch) {
+  const std::string dir = fixtures + "/tiny_bf16_prefixed";
+  auto model = eigenformer::load_hf_gpt2<float>(dir);
+  eigenformer::pack_weights_bf16(model.weights, eigenformer::bf16_compute::float_activations);
+  EXPECT_EQ(model.weights.lm_head.size(), 0);
+  EXPECT_EQ(model.weights.blocks[0].mlp.fc.weight.size(), 0);
+  eigenformer::activations acts(model.config, model.config.n_ctx);
+  for (const auto& c : read_expected(dir)) {
+    const auto logits = eigenformer::forward(model.config, model.weights, c.tokens, acts);
+    EXPECT_LT(ref::relative_error(logits, c.logits), 1e-5) << c.tokens.size() << " tokens";
+  }
+}
+
+// bf16mix rounds activations to bf16 too: its error against float64 PyTorch is bounded by 1e-2
+// on every fixture (the README quotes the largest measured).
+TEST(Bf16Weights, MixedPrecisionErrorIsBounded) {
+  for (const char* name : {"tiny_f32", "tiny_bf16_prefixed", "tiny_f16"}) {
+    const std::string dir = fixtures + "/" + name;
+    auto model = eigenformer::load_hf_gpt2<float>(dir);
+    eigenformer::pack_weights_bf16(model.weights, eigenformer::bf16_compute::bf16_activations);
+    eigenformer::activations acts(model.config, model.config.n_ctx);
+    double worst = 0;
+    for (const auto& c : read_expected(dir)) {
+      const auto logits = eigenformer::forward(model.config, model.weights, c.tokens, acts);
+      worst = std::max(worst, ref::relative_error(logits, c.logits));
+    }
+    EXPECT_LT(worst, 1e-2) << name;
+    EXPECT_GT(worst, 1e-6) << name << ": activations were not rounded";
+    char b[32];
+    std::snprintf(b, sizeof b, "%.3g", worst);
+    RecordProperty(std::string("bf16mix_") + name, b);
+    std::printf("bf16mix relative error on %s: %s\n", name, b);
   }
 }
 

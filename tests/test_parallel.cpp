@@ -62,4 +62,27 @@ TYPED_TEST(Parallel, LogitsAreBitIdenticalForEveryThreadCount) {
   eigenformer::set_num_threads(saved);
 }
 
+TEST(Parallel, PackedBf16LogitsAreBitIdenticalForEveryThreadCount) {
+  eigenformer::model_config c;
+  c.n_layer = 2, c.n_head = 6, c.n_embd = 192, c.vocab_size = 1000, c.n_ctx = 40;
+  ref::rng r(4);
+  std::vector<token_id> tokens(30);
+  for (auto& t : tokens) t = r.below(int(c.vocab_size));
+  const int saved = eigenformer::num_threads();
+  for (const auto compute : {eigenformer::bf16_compute::float_activations,
+                             eigenformer::bf16_compute::bf16_activations}) {
+    auto w = ref::random_weights<float>(c, 3);
+    eigenformer::pack_weights_bf16(w, compute);
+    for (const bool cached : {false, true}) {
+      const auto one = logits_with_threads<float>(1, c, w, tokens, cached);
+      for (const int threads : {2, 3}) {
+        const auto many = logits_with_threads<float>(threads, c, w, tokens, cached);
+        EXPECT_EQ(std::memcmp(one.data(), many.data(), sizeof(float) * size_t(one.size())), 0)
+            << threads << " threads, cached = " << cached;
+      }
+    }
+  }
+  eigenformer::set_num_threads(saved);
+}
+
 }  // namespace

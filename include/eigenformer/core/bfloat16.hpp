@@ -30,6 +30,8 @@ inline float bf16_to_float(bf16_bits value) {
 }
 
 /// The float nearest to `value` that bfloat16 can hold.
-inline float round_to_bf16(float value) { return bf16_to_float(float_to_bf16(value)); }
+inline float round_to_bf16(float value) {
+  return bf16_to_float(float_to_bf16(value));
+}
 
 }  // namespace eigenformer

@@ -20,8 +20,8 @@ namespace eigenformer {
 
 template <class Scalar>
 struct linear_weights {
-  matrix<Scalar> weight;    // [in x out]
-  row_vector<Scalar> bias;  // [1 x out]
+  matrix<Scalar> weight;      // [in x out]
+  row_vector<Scalar> bias;    // [1 x out]
   packed_bf16_matrix packed;  // W [in x out] in bf16 instead of `weight` (float layers only)
 
   linear_weights() = default;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <functional>
+#include <type_traits>
 #include <vector>
 
 #include "eigenformer/core/error.hpp"
@@ -76,7 +77,15 @@ matrix_cref<Scalar> run_decoder(const model_config& config,
                              config.n_layer, " layers of n_ctx ", config.n_ctx));
   }
   auto x = acts.residual.topRows(n_tokens);
-  embedding_forward<Scalar>(tokens, weights.wte, weights.wpe, n_past, x);
+  if constexpr (std::is_same_v<Scalar, float>) {
+    if (weights.wte.size() == 0 && weights.is_packed()) {  // tied and packed
+      embedding_forward(tokens, weights.output_packed, weights.wpe, n_past, x);
+    } else {
+      embedding_forward<Scalar>(tokens, weights.wte, weights.wpe, n_past, x);
+    }
+  } else {
+    embedding_forward<Scalar>(tokens, weights.wte, weights.wpe, n_past, x);
+  }
   const auto eps = Scalar(config.layer_norm_epsilon);
   for (std::size_t l = 0; l < weights.blocks.size(); ++l) {
     attention_observer<Scalar> observe_layer;
@@ -107,6 +116,12 @@ matrix_cref<Scalar> lm_head(const model_config& config, const basic_model_weight
   }
   auto logits = acts.logits.topRows(n_rows);
   const auto x = normed.bottomRows(n_rows);
+  if constexpr (std::is_same_v<Scalar, float>) {
+    if (weights.is_packed()) {
+      bf16_matmul(x, weights.output_packed, nullptr, logits);
+      return logits;
+    }
+  }
   const auto& embedding = weights.output_embedding();  // [V x C]: one row per vocabulary entry
   // Threads split the vocabulary into fixed blocks (bit-identical for any thread count).
   const index_t n_blocks = (config.vocab_size + linear_column_block - 1) / linear_column_block;

@@ -126,7 +126,7 @@ class sampler {
   sampling_params params_;
   std::mt19937_64 rng_;
   std::vector<std::pair<double, token_id>> scores_;  // (score, id), reused across calls
-  std::vector<bool> penalized_;  // per vocabulary entry, reused across calls
+  std::vector<bool> penalized_;                      // per vocabulary entry, reused across calls
 };
 
 }  // namespace eigenformer

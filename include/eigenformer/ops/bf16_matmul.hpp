@@ -16,14 +16,16 @@
 // and splits into two float vectors (rows 2kk and 2kk+1) with a shift and a mask. K and N are
 // padded with zeros to whole pairs and panels.
 //
-// Paths: AVX-512 kernels where the compiler targets AVX-512 (F for bf16 weights with few rows,
-// BF16 for bf16 activations); everywhere else, and for float activations with many rows, a
-// column block of W is widened to float and multiplied by Eigen's GEMM — the plain path the
-// kernels are tested against (tests/test_bf16_matmul.cpp, also built without AVX-512).
+// Paths: register-tiled AVX-512 kernels where the compiler targets AVX-512 (AVX512F for float
+// activations, AVX512-BF16 for bf16 activations), 8 rows x 48 columns per tile, or 1 row x 128
+// columns for decoding. Everywhere else a column block of W is widened to float and multiplied
+// as float weights (ops/matmul.hpp) — the plain path the kernels are tested against
+// (tests/test_bf16_matmul.cpp, also built without AVX-512).
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #if defined(__AVX512F__) || defined(__AVX512BF16__)
@@ -34,6 +36,7 @@
 #include "eigenformer/core/error.hpp"
 #include "eigenformer/core/parallel.hpp"
 #include "eigenformer/core/types.hpp"
+#include "eigenformer/ops/matmul.hpp"
 
 namespace eigenformer {
 
@@ -139,29 +142,35 @@ inline void store_tile(const float* tile, index_t rows, index_t n_panels, index_
 
 /// The portable path for one block of panels: widen them to float [K x width] and let Eigen's
 /// GEMM multiply. `a` is x, already rounded to bf16 when the mode asks for it.
-inline void bf16_block_widened(matrix_cref<float> a, const packed_bf16_matrix& w,
-                               const float* bias, index_t first_panel, index_t n_panels,
-                               matrix_ref<float> out) {
+inline void bf16_block_widened(matrix_cref<float> a, const packed_bf16_matrix& w, const float* bias,
+                               index_t first_panel, index_t n_panels, matrix_ref<float> out) {
   constexpr index_t pw = packed_bf16_matrix::panel_width;
   const index_t ld = n_panels * pw, K = w.rows;
-  float* buffer = thread_buffer<float, buffer_use::widened_weights>(static_cast<std::size_t>(K * ld));
+  float* buffer =
+      thread_buffer<float, buffer_use::widened_weights>(static_cast<std::size_t>(K * ld));
+  // One 32-bit word holds W(2kk, n) in its low half and W(2kk+1, n) in its high half: a shift
+  // and a mask widen both exactly (a loop compilers vectorize).
   for (index_t j = 0; j < n_panels; ++j) {
     const bf16_bits* src = w.panel(first_panel + j);
-    for (index_t k = 0; k < K; ++k) {
-      const bf16_bits* pair = src + (k / 2) * 2 * pw + k % 2;
-      float* dst = buffer + k * ld + j * pw;
-      for (index_t c = 0; c < pw; ++c) dst[c] = bf16_to_float(pair[2 * c]);
+    for (index_t kk = 0; kk < w.row_pairs(); ++kk) {
+      std::uint32_t words[pw];
+      std::memcpy(words, src + kk * 2 * pw, sizeof words);
+      std::uint32_t even[pw], odd[pw];
+      for (index_t c = 0; c < pw; ++c) {
+        even[c] = words[c] << 16;
+        odd[c] = words[c] & 0xffff0000u;
+      }
+      std::memcpy(buffer + 2 * kk * ld + j * pw, even, sizeof even);
+      if (2 * kk + 1 < K) std::memcpy(buffer + (2 * kk + 1) * ld + j * pw, odd, sizeof odd);
     }
   }
+  // The widened block is a [K x ld] float matrix whose column 0 is output column first_col.
   const index_t first_col = first_panel * pw;
   const index_t width = std::min(ld, w.cols - first_col);
   Eigen::Map<const matrix<float>, 0, Eigen::OuterStride<>> widened(buffer, K, width,
-                                                                    Eigen::OuterStride<>(ld));
+                                                                   Eigen::OuterStride<>(ld));
   auto out_block = out.middleCols(first_col, width);
-  out_block.noalias() = a * widened;
-  if (bias) {
-    out_block.rowwise() += Eigen::Map<const row_vector<float>>(bias + first_col, width);
-  }
+  matmul_column_block<float>(a, widened, bias ? bias + first_col : nullptr, 0, width, out_block);
 }
 
 #if defined(__AVX512F__)
@@ -170,9 +179,14 @@ inline void bf16_block_widened(matrix_cref<float> a, const packed_bf16_matrix& w
 template <int R, int P>
 void bf16_tile_float_x(const float* x, index_t ldx, const packed_bf16_matrix& w, index_t panel0,
                        float* tile) {
-  __m512 even[R][P], odd[R][P];
-  for (int r = 0; r < R; ++r) {
-    for (int j = 0; j < P; ++j) even[r][j] = odd[r][j] = _mm512_setzero_ps();
+  // One row (decoding) keeps rows 2kk and 2kk+1 in separate accumulators for more independent
+  // FMA chains; 8 rows have enough chains and need the registers.
+  constexpr int S = R == 1 ? 2 : 1;
+  __m512 acc[S][R][P];
+  for (int s = 0; s < S; ++s) {
+    for (int r = 0; r < R; ++r) {
+      for (int j = 0; j < P; ++j) acc[s][r][j] = _mm512_setzero_ps();
+    }
   }
   const bf16_bits* panel[P];
   for (int j = 0; j < P; ++j) panel[j] = w.panel(panel0 + j);
@@ -189,8 +203,8 @@ void bf16_tile_float_x(const float* x, index_t ldx, const packed_bf16_matrix& w,
       const __m512 x0 = _mm512_set1_ps(x[r * ldx + 2 * kk]);
       const __m512 x1 = _mm512_set1_ps(x[r * ldx + 2 * kk + 1]);
       for (int j = 0; j < P; ++j) {
-        even[r][j] = _mm512_fmadd_ps(x0, row0[j], even[r][j]);
-        odd[r][j] = _mm512_fmadd_ps(x1, row1[j], odd[r][j]);
+        acc[0][r][j] = _mm512_fmadd_ps(x0, row0[j], acc[0][r][j]);
+        acc[S - 1][r][j] = _mm512_fmadd_ps(x1, row1[j], acc[S - 1][r][j]);
       }
     }
   }
@@ -199,13 +213,15 @@ void bf16_tile_float_x(const float* x, index_t ldx, const packed_bf16_matrix& w,
       const __m512i v = _mm512_loadu_si512(panel[j] + full_pairs * 32);
       const __m512 row0 = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
       for (int r = 0; r < R; ++r) {
-        even[r][j] = _mm512_fmadd_ps(_mm512_set1_ps(x[r * ldx + 2 * full_pairs]), row0, even[r][j]);
+        const __m512 x0 = _mm512_set1_ps(x[r * ldx + 2 * full_pairs]);
+        acc[0][r][j] = _mm512_fmadd_ps(x0, row0, acc[0][r][j]);
       }
     }
   }
   for (int r = 0; r < R; ++r) {
     for (int j = 0; j < P; ++j) {
-      _mm512_storeu_ps(tile + r * P * 16 + j * 16, _mm512_add_ps(even[r][j], odd[r][j]));
+      const __m512 sum = S == 2 ? _mm512_add_ps(acc[0][r][j], acc[S - 1][r][j]) : acc[0][r][j];
+      _mm512_storeu_ps(tile + r * P * 16 + j * 16, sum);
     }
   }
 }
@@ -228,8 +244,7 @@ void bf16_tile_bf16_x(const std::uint32_t* x_pairs, index_t ld_pairs, const pack
     __m512bh b[P];
     for (int j = 0; j < P; ++j) b[j] = (__m512bh)_mm512_loadu_si512(panel[j] + kk * 32);
     for (int r = 0; r < R; ++r) {
-      const __m512bh a =
-          (__m512bh)_mm512_set1_epi32(static_cast<int>(x_pairs[r * ld_pairs + kk]));
+      const __m512bh a = (__m512bh)_mm512_set1_epi32(static_cast<int>(x_pairs[r * ld_pairs + kk]));
       for (int j = 0; j < P; ++j) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], a, b[j]);
     }
   }
@@ -250,18 +265,14 @@ void tile_panels(index_t first, index_t last, const TileP& tile_p, const Tile1& 
 
 }  // namespace detail
 
-/// The most rows for which the float-activation kernel reads W directly; more rows widen W once
-/// per column block and use Eigen's GEMM, which reuses each weight across the rows.
-inline constexpr index_t bf16_direct_max_rows = 8;
-
 /// out = x W + bias. x: [T x K] float, W packed [K x N], bias: N floats or nullptr, out: [T x N].
 /// Threads split the output into blocks of 256 columns (bit-identical for any thread count).
 inline void bf16_matmul(matrix_cref<float> x, const packed_bf16_matrix& w, const float* bias,
                         matrix_ref<float> out) {
   if (x.cols() != w.rows || out.rows() != x.rows() || out.cols() != w.cols) {
-    throw shape_error(detail::concat("bf16_matmul: x is [", x.rows(), " x ", x.cols(),
-                                     "], W is [", w.rows, " x ", w.cols, "], out is [",
-                                     out.rows(), " x ", out.cols(), "]"));
+    throw shape_error(detail::concat("bf16_matmul: x is [", x.rows(), " x ", x.cols(), "], W is [",
+                                     w.rows, " x ", w.cols, "], out is [", out.rows(), " x ",
+                                     out.cols(), "]"));
   }
   const index_t T = x.rows(), K = w.rows;
   const index_t n_panels = w.panels();
@@ -275,7 +286,8 @@ inline void bf16_matmul(matrix_cref<float> x, const packed_bf16_matrix& w, const
     // x rounded to bf16, row-major with K padded to pairs: in memory that is already the pair
     // layout the tile kernel broadcasts.
     const index_t ld_pairs = w.row_pairs();
-    auto* x_pairs = detail::thread_buffer<std::uint32_t, detail::buffer_use::input_pairs>(static_cast<std::size_t>(T * ld_pairs));
+    auto* x_pairs = detail::thread_buffer<std::uint32_t, detail::buffer_use::input_pairs>(
+        static_cast<std::size_t>(T * ld_pairs));
     parallel_for(T, [&](index_t t) {
       auto* dst = reinterpret_cast<bf16_bits*>(x_pairs + t * ld_pairs);
       for (index_t k = 0; k < K; ++k) dst[k] = float_to_bf16(x(t, k));
@@ -316,30 +328,30 @@ inline void bf16_matmul(matrix_cref<float> x, const packed_bf16_matrix& w, const
     Eigen::Map<matrix<float>> a(rounded, T, K);
     a = x.unaryExpr([](float v) { return round_to_bf16(v); });
     parallel_for(n_blocks, [&](index_t block) {
-      detail::bf16_block_widened(a, w, bias, block * detail::bf16_block_panels,
-                                 block_panels(block), out);
+      detail::bf16_block_widened(a, w, bias, block * detail::bf16_block_panels, block_panels(block),
+                                 out);
     });
 #endif
     return;
   }
 
 #if defined(__AVX512F__)
-  if (T <= bf16_direct_max_rows) {
+  if (true) {
     parallel_for(n_blocks, [&](index_t block) {
       const index_t first = block * detail::bf16_block_panels, last = first + block_panels(block);
-      float tile[4 * 4 * 16];
+      float tile[8 * 3 * 16];
       const index_t ldx = x.outerStride();
       index_t t = 0;
-      for (; t + 4 <= T; t += 4) {
-        detail::tile_panels<4, 2>(
+      for (; t + 8 <= T; t += 8) {
+        detail::tile_panels<8, 3>(
             first, last,
             [&](index_t p) {
-              detail::bf16_tile_float_x<4, 2>(x.data() + t * ldx, ldx, w, p, tile);
-              detail::store_tile(tile, 4, 2, p, w, bias, out, t);
+              detail::bf16_tile_float_x<8, 3>(x.data() + t * ldx, ldx, w, p, tile);
+              detail::store_tile(tile, 8, 3, p, w, bias, out, t);
             },
             [&](index_t p) {
-              detail::bf16_tile_float_x<4, 1>(x.data() + t * ldx, ldx, w, p, tile);
-              detail::store_tile(tile, 4, 1, p, w, bias, out, t);
+              detail::bf16_tile_float_x<8, 1>(x.data() + t * ldx, ldx, w, p, tile);
+              detail::store_tile(tile, 8, 1, p, w, bias, out, t);
             });
       }
       for (; t < T; ++t) {

@@ -41,7 +41,8 @@ void f32_tile(const float* x, index_t ldx, const float* w, index_t ldw, index_t 
   }
   for (int j = 0; j < P; ++j) {
     const __m512 b = bias ? _mm512_loadu_ps(bias + j * 16) : _mm512_setzero_ps();
-    for (int r = 0; r < R; ++r) _mm512_storeu_ps(out + r * ld_out + j * 16, _mm512_add_ps(acc[r][j], b));
+    for (int r = 0; r < R; ++r)
+      _mm512_storeu_ps(out + r * ld_out + j * 16, _mm512_add_ps(acc[r][j], b));
   }
 }
 
