@@ -9,11 +9,17 @@
 //     P = causal softmax of each ROW      [T x Tk]   P[i][j] = 0 exactly when j > n_past + i
 //     O_h = P V_h                         [T x d]
 //   out = concat_h(O_h) W_proj + b        [T x C]
+//
+// That is the definition; the computation never holds S or P whole. It walks tiles of 64
+// queries x 128 keys with an online softmax (detail::attention_head_tiled), skips tiles that lie
+// entirely in the future, and needs O(T x d) memory. Only an attention observer, which asks to
+// see P, gets the untiled path.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
 
 #include <vector>
 
@@ -37,20 +43,24 @@ struct attention_weights {
 template <class Scalar>
 using attention_observer = std::function<void(index_t head, matrix_cref<Scalar> weights)>;
 
+/// Queries and keys per tile of the attention core (see causal_attention_heads).
+inline constexpr index_t attention_query_block = 64;
+inline constexpr index_t attention_key_block = 128;
+
 /// Reusable buffers of one attention call, sized once for the longest sequence.
 template <class Scalar>
 struct attention_scratch {
   matrix<Scalar> qkv;                  // [max_T x 3C]
-  std::vector<matrix<Scalar>> scores;  // one [max_T x max_Tk] per parallel group of heads
+  std::vector<matrix<Scalar>> scores;  // one [query block x key block] tile per group of heads
   matrix<Scalar> heads;                // [max_T x C], concatenated head outputs
 
   attention_scratch() = default;
-  /// `max_keys`: the most keys a query can see (n_ctx when a KV cache is used). `groups`: how
-  /// many groups of heads may run at once (default: the thread count).
-  attention_scratch(index_t max_tokens, index_t channels, index_t max_keys = 0, int groups = 0)
+  /// `groups`: how many groups of heads may run at once (default: the thread count). The score
+  /// tiles do not grow with the sequence: attention memory is O(T x C), never O(T^2).
+  attention_scratch(index_t max_tokens, index_t channels, int groups = 0)
       : qkv(max_tokens, 3 * channels),
         scores(static_cast<std::size_t>(groups > 0 ? groups : num_threads()),
-               matrix<Scalar>(max_tokens, std::max(max_keys, max_tokens))),
+               matrix<Scalar>(attention_query_block, attention_key_block)),
         heads(max_tokens, channels) {}
 };
 
@@ -62,13 +72,70 @@ struct kv_cache_layer {
   matrix<Scalar> values;  // [n_ctx x C]
 };
 
-/// Queries per block of the attention core (see causal_attention_heads).
-inline constexpr index_t attention_query_block = 64;
+namespace detail {
+
+/// One head's attention, the whole [T x Tk] weight matrix at once — for an observer to see.
+template <class Scalar>
+void attention_head_untiled(matrix_cref<Scalar> q, matrix_cref<Scalar> k, matrix_cref<Scalar> v,
+                            index_t n_past, Scalar scale, matrix_ref<Scalar> weights,
+                            matrix_ref<Scalar> out) {
+  weights.noalias() = (q * scale) * k.transpose();
+  causal_softmax_rows_inplace<Scalar>(weights, n_past);
+  out.noalias() = weights * v;
+}
+
+/// One head's attention in tiles with an online softmax (FlashAttention's recurrence): for each
+/// block of queries, walk the key blocks it can see, keeping per query the running maximum m and
+/// the running sum l of exp(score - m); when m grows, what was accumulated is rescaled by
+/// exp(m_old - m_new). Only a [query block x key block] tile of scores exists at a time.
+/// q: [T x d]; k, v: [Tk x d]; tile: at least [min(T, 64) x min(Tk, 128)]; out: [T x d].
+template <class Scalar>
+void attention_head_tiled(matrix_cref<Scalar> q, matrix_cref<Scalar> k, matrix_cref<Scalar> v,
+                          index_t n_past, Scalar scale, matrix_ref<Scalar> tile,
+                          matrix_ref<Scalar> out) {
+  const index_t n_query = q.rows();
+  Scalar running_max[attention_query_block], running_sum[attention_query_block];
+  for (index_t r = 0; r < n_query; r += attention_query_block) {
+    const index_t rows = std::min(attention_query_block, n_query - r);
+    const index_t keys = n_past + r + rows;  // keys beyond are invisible to every query here
+    auto acc = out.middleRows(r, rows);      // accumulates P V, normalized at the end
+    acc.setZero();
+    std::fill(running_max, running_max + rows, -std::numeric_limits<Scalar>::infinity());
+    std::fill(running_sum, running_sum + rows, Scalar(0));
+    for (index_t c = 0; c < keys; c += attention_key_block) {
+      const index_t width = std::min(attention_key_block, keys - c);
+      auto s = tile.topLeftCorner(rows, width);
+      s.noalias() = (q.middleRows(r, rows) * scale) * k.middleRows(c, width).transpose();
+      for (index_t i = 0; i < rows; ++i) {
+        // Query i sits at position n_past + r + i and sees keys j <= that position: the
+        // causal rule. Invisible scores are never read and their weights are exact zeros.
+        const index_t visible = std::min(width, n_past + r + i - c + 1);
+        if (visible <= 0) {
+          s.row(i).setZero();
+          continue;
+        }
+        auto row = s.row(i).head(visible).array();
+        const Scalar new_max = std::max(running_max[i], row.maxCoeff());
+        const Scalar rescale = std::exp(running_max[i] - new_max);  // 0 on the first block
+        row = (row - new_max).exp();
+        s.row(i).tail(width - visible).setZero();
+        running_sum[i] = running_sum[i] * rescale + row.sum();
+        running_max[i] = new_max;
+        if (rescale != Scalar(1)) acc.row(i) *= rescale;
+      }
+      acc.noalias() += s * v.middleRows(c, width);
+    }
+    for (index_t i = 0; i < rows; ++i) acc.row(i) /= running_sum[i];
+  }
+}
+
+}  // namespace detail
 
 /// The attention core without projections: for every head, softmax(Q K^T / sqrt(d)) V with the
 /// causal rule "query i sees key j iff j <= n_past + i".
-/// q: [T x C]; k, v: [n_past + T x C]; scores: scratch with at least [T x n_past + T];
-/// out: [T x C].
+/// q: [T x C]; k, v: [n_past + T x C]; out: [T x C]. scores: a scratch tile of at least
+/// [min(T, attention_query_block) x min(n_past + T, attention_key_block)] — or, with an
+/// observer, the whole [T x n_past + T], since the observer sees each head's full weights.
 template <class Scalar>
 void causal_attention_heads(matrix_cref<Scalar> q, matrix_cref<Scalar> k, matrix_cref<Scalar> v,
                             index_t n_head, index_t n_past, matrix_ref<Scalar> scores,
@@ -79,9 +146,11 @@ void causal_attention_heads(matrix_cref<Scalar> q, matrix_cref<Scalar> k, matrix
     throw shape_error(detail::concat("attention: ", channels, " channels cannot be split into ",
                                      n_head, " heads"));
   }
+  const index_t need_rows = observe ? n_query : std::min(n_query, attention_query_block);
+  const index_t need_cols = observe ? n_key : std::min(n_key, attention_key_block);
   if (n_past < 0 || n_key != n_past + n_query || v.rows() != n_key || k.cols() != channels ||
       v.cols() != channels || out.rows() != n_query || out.cols() != channels ||
-      scores.rows() < n_query || scores.cols() < n_key) {
+      scores.rows() < need_rows || scores.cols() < need_cols) {
     throw shape_error(detail::concat(
         "attention: q [", n_query, " x ", channels, "], k [", n_key, " x ", k.cols(), "], v [",
         v.rows(), " x ", v.cols(), "], n_past ", n_past, ", scores buffer [", scores.rows(), " x ",
@@ -91,32 +160,23 @@ void causal_attention_heads(matrix_cref<Scalar> q, matrix_cref<Scalar> k, matrix
   const Scalar scale = Scalar(1) / std::sqrt(Scalar(head_dim));
   for (index_t h = 0; h < n_head; ++h) {
     const index_t col = h * head_dim;
-    if (observe) {  // the whole [T x Tk] weight matrix at once, for the observer to see
-      auto head_scores = scores.topLeftCorner(n_query, n_key);
-      head_scores.noalias() =
-          (q.middleCols(col, head_dim) * scale) * k.middleCols(col, head_dim).transpose();
-      causal_softmax_rows_inplace<Scalar>(head_scores, n_past);
-      observe(h, head_scores);
-      out.middleCols(col, head_dim).noalias() = head_scores * v.middleCols(col, head_dim);
-      continue;
-    }
-    // Blocks of queries: block [r, r + rows) needs only keys [0, n_past + r + rows), so the
-    // keys no query of the block can see are never multiplied (half the work of a full square).
-    for (index_t r = 0; r < n_query; r += attention_query_block) {
-      const index_t rows = std::min(attention_query_block, n_query - r);
-      const index_t keys = n_past + r + rows;
-      auto block_scores = scores.topLeftCorner(rows, keys);
-      block_scores.noalias() =
-          (q.block(r, col, rows, head_dim) * scale) * k.block(0, col, keys, head_dim).transpose();
-      causal_softmax_rows_inplace<Scalar>(block_scores, n_past + r);
-      out.block(r, col, rows, head_dim).noalias() = block_scores * v.block(0, col, keys, head_dim);
+    const auto q_h = q.middleCols(col, head_dim), k_h = k.middleCols(col, head_dim),
+               v_h = v.middleCols(col, head_dim);
+    if (observe) {
+      auto weights = scores.topLeftCorner(n_query, n_key);
+      detail::attention_head_untiled<Scalar>(q_h, k_h, v_h, n_past, scale, weights,
+                                             out.middleCols(col, head_dim));
+      observe(h, weights);
+    } else {
+      detail::attention_head_tiled<Scalar>(q_h, k_h, v_h, n_past, scale, scores,
+                                           out.middleCols(col, head_dim));
     }
   }
 }
 
-/// causal_attention_heads split over groups of heads, one scores buffer per group, groups in
+/// causal_attention_heads split over groups of heads, one score tile per group, groups in
 /// parallel. A head's result does not depend on its group, so any grouping gives the same bits.
-/// With an observer the heads run in one group, in order, on the calling thread.
+/// With an observer the heads run in one group, in order, on the calling thread, untiled.
 template <class Scalar>
 void causal_attention_head_groups(matrix_cref<Scalar> q, matrix_cref<Scalar> k,
                                   matrix_cref<Scalar> v, index_t n_head, index_t n_past,
@@ -126,8 +186,13 @@ void causal_attention_head_groups(matrix_cref<Scalar> q, matrix_cref<Scalar> k,
   const index_t head_dim = q.cols() / std::max<index_t>(n_head, 1);
   const index_t n_groups =
       observe ? 1 : std::min<index_t>(n_head, static_cast<index_t>(scores.size()));
+  if (observe) {  // inspection, not the hot path: the full weight matrix is allocated here
+    matrix<Scalar> weights(q.rows(), k.rows());
+    causal_attention_heads<Scalar>(q, k, v, n_head, n_past, weights, out, observe);
+    return;
+  }
   if (n_groups <= 1 || q.cols() % n_head != 0) {
-    causal_attention_heads<Scalar>(q, k, v, n_head, n_past, scores.front(), out, observe);
+    causal_attention_heads<Scalar>(q, k, v, n_head, n_past, scores.front(), out);
     return;
   }
   parallel_for(n_groups, [&](index_t g) {

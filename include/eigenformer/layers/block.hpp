@@ -32,11 +32,11 @@ struct block_scratch {
   attention_scratch<Scalar> attention;
 
   block_scratch() = default;
-  block_scratch(index_t max_tokens, index_t channels, index_t n_inner, index_t max_keys = 0)
+  block_scratch(index_t max_tokens, index_t channels, index_t n_inner)
       : normed(max_tokens, channels),
         sublayer(max_tokens, channels),
         hidden(max_tokens, n_inner),
-        attention(max_tokens, channels, max_keys) {}
+        attention(max_tokens, channels) {}
 };
 
 /// x: [T x C], updated in place (the residual stream). `observe`, `cache` and `n_past` are

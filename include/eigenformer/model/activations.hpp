@@ -34,8 +34,7 @@ struct basic_activations {
                                        " must be in [1, n_ctx = ", config.n_ctx, "]"));
     }
     residual.resize(max_tokens, config.n_embd);
-    // Attention scores get n_ctx key columns so the same buffers serve KV-cache decoding.
-    block = block_scratch<Scalar>(max_tokens, config.n_embd, config.mlp_hidden(), config.n_ctx);
+    block = block_scratch<Scalar>(max_tokens, config.n_embd, config.mlp_hidden());
     final_normed.resize(max_tokens, config.n_embd);
     logits.resize(rows == logits_for::all_positions ? max_tokens : 1, config.vocab_size);
   }
