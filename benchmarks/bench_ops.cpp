@@ -68,6 +68,23 @@ void BM_Attention(benchmark::State& state) {
   bench::set_counters(state, t, 8.0 * ch * ch * t + 2.0 * t * (t + 1) * ch);
 }
 
+// The attention core alone (12 heads of d = 64, causal, no projections) on a synthetic
+// n_ctx = 4096 shape: the tiled online softmax against PyTorch's eager attention
+// (benchmarks/compare_torch.py). FLOPs: the causal half of Q K^T and P V.
+void BM_AttentionCore(benchmark::State& state) {
+  const index_t T = state.range(0), C = 768, H = 12;
+  const auto q = random_activations(T, C), k = random_activations(T, C),
+             v = random_activations(T, C);
+  bench::ef::attention_scratch<float> scratch(1, C);
+  matrix<float> out(T, C);
+  for (auto _ : state) {
+    bench::ef::causal_attention_head_groups<float>(q, k, v, H, 0, scratch.scores, out, nullptr);
+    benchmark::DoNotOptimize(out.data());
+  }
+  const double t = double(T);
+  bench::set_counters(state, t, 2.0 * t * (t + 1) * double(C));
+}
+
 void BM_Mlp(benchmark::State& state) {
   const auto& c = bench::gpt2_config();
   const index_t T = state.range(0), C = c.n_embd;
@@ -129,6 +146,7 @@ BENCHMARK(BM_LayerNorm) EIGENFORMER_SIZES;
 BENCHMARK(BM_CausalSoftmax) EIGENFORMER_SIZES;
 BENCHMARK(BM_Gelu) EIGENFORMER_SIZES;
 BENCHMARK(BM_Attention) EIGENFORMER_SIZES;
+BENCHMARK(BM_AttentionCore)->Arg(1024)->Arg(4096)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Mlp) EIGENFORMER_SIZES;
 BENCHMARK(BM_Block) EIGENFORMER_SIZES;
 BENCHMARK(BM_Linear)

@@ -7,6 +7,10 @@ the reference BLAS at ~3 GFLOP/s); not needed by the tests or CI.
     /usr/bin/python3 benchmarks/compare_torch.py --eigenformer build/eigenformer -p 64,256,1024 \
         -n 128 --depth 128 --threads 1,2 -r 3
 
+With --attention T (e.g. 4096), it also times the attention core alone (12 heads, d = 64,
+causal; no projections) on a synthetic n_ctx = T shape: PyTorch's eager attention (scores,
+masked_fill, softmax, @ v) against build/bench_ops' BM_AttentionCore/T (tiled online softmax).
+
 PyTorch side: an eager GPT-2 (nn.Linear/LayerNorm, F.softmax over the keys with a causal mask,
 tanh GELU), fp32, torch.inference_mode(). Prefill returns the logits of the last position only
 (as `eigenformer bench`'s ppN); generation runs one token at a time with a preallocated KV cache
@@ -15,6 +19,7 @@ after a --depth-token prompt that is not timed (tgN).
 import argparse
 import json
 import math
+import os
 import statistics
 import subprocess
 import time
@@ -94,6 +99,33 @@ def torch_results(model, prompts, gens, depth, threads, reps):
     return out
 
 
+def torch_attention(T, threads, reps, C=768, H=12):
+    """Seconds per call of eager causal attention on q, k, v [T x C]."""
+    torch.set_num_threads(threads)
+    d = C // H
+    q, k, v = (torch.randn(T, C).view(T, H, d).transpose(0, 1) for _ in range(3))
+    mask = torch.ones(T, T, dtype=torch.bool).tril()
+    times = []
+    for run in range(reps + 1):
+        start = time.perf_counter()
+        s = (q @ k.transpose(-1, -2) / math.sqrt(d)).masked_fill(~mask, float("-inf"))
+        (F.softmax(s, dim=-1) @ v).transpose(0, 1).reshape(T, C)
+        if run:
+            times.append(time.perf_counter() - start)
+    return statistics.mean(times)
+
+
+def eigenformer_attention(bench_ops, T, threads, reps):
+    """Seconds per call of BM_AttentionCore/T."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    run = subprocess.run([bench_ops, f"--benchmark_filter=BM_AttentionCore/{T}$",
+                          f"--benchmark_repetitions={reps}", "--benchmark_format=json"],
+                         capture_output=True, text=True, check=True, env=env)
+    runs = [b for b in json.loads(run.stdout)["benchmarks"] if b.get("run_type") == "iteration"]
+    scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+    return statistics.mean(b["real_time"] * scale[b["time_unit"]] for b in runs)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--eigenformer", default="build/eigenformer")
@@ -102,6 +134,9 @@ def main():
     ap.add_argument("--depth", type=int, default=128)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("-r", type=int, default=3)
+    ap.add_argument("--attention", type=int, default=0,
+                    help="also compare the attention core at this T (e.g. 4096)")
+    ap.add_argument("--bench-ops", default="build/bench_ops")
     a = ap.parse_args()
     prompts = [int(x) for x in a.p.split(",")]
     gens = [int(x) for x in a.n.split(",")]
@@ -126,6 +161,17 @@ def main():
     for test, t, rate in pt:
         mine = ef_rate.get((test, t), float("nan"))
         print(f"| {test} | {t} | {rate:.1f} | {mine:.1f} | {mine / rate:.2f}x |")
+
+    if a.attention:
+        print()
+        print(f"attention core, T = {a.attention}, 12 heads of 64, causal")
+        print("| threads | PyTorch eager ms | eigenformer tiled ms | speed-up |")
+        print("|---:|---:|---:|---:|")
+        for t in threads:
+            with torch.inference_mode():
+                pt_s = torch_attention(a.attention, t, a.r)
+            ef_s = eigenformer_attention(a.bench_ops, a.attention, t, a.r)
+            print(f"| {t} | {pt_s * 1e3:.1f} | {ef_s * 1e3:.1f} | {pt_s / ef_s:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -467,7 +467,10 @@ int run_bench(const bench_options& opt) {
   std::string model_name;
   if (!opt.model_dir.empty()) {
     check_model_dir(opt.model_dir);
+    const auto start = clock_type::now();
     m = ef::load_hf_gpt2<float>(opt.model_dir);
+    std::fprintf(stderr, "bench: loaded %s in %.3f s\n", opt.model_dir.c_str(),
+                 seconds_since(start));
     model_name = fs::path(opt.model_dir).filename().string();
   } else {
     m.config = shape_config(opt.shape);

@@ -33,6 +33,7 @@
 #include <nlohmann/json.hpp>
 
 #include "eigenformer/core/error.hpp"
+#include "eigenformer/core/parallel.hpp"
 #include "eigenformer/core/types.hpp"
 
 namespace eigenformer {
@@ -257,16 +258,30 @@ class safetensors_file {
     Scalar* dst = out.data();
     const auto n = static_cast<std::size_t>(out.size());
     detail::advise_huge_pages(dst, n * sizeof(Scalar));
+    // Copies run in chunks on all threads: most of the time goes to the kernel faulting in the
+    // destination pages, and both cores can take faults at once.
+    constexpr std::size_t chunk = std::size_t(1) << 20;  // elements
+    const auto n_chunks = static_cast<index_t>((n + chunk - 1) / chunk);
+    const auto chunk_range = [&](index_t c) {
+      const std::size_t first = static_cast<std::size_t>(c) * chunk;
+      return std::pair<std::size_t, std::size_t>(first, std::min(n, first + chunk));
+    };
     if ((t.type == dtype::f32 && std::is_same_v<Scalar, float>) ||
         (t.type == dtype::f64 && std::is_same_v<Scalar, double>)) {
-      std::memcpy(dst, src, n * sizeof(Scalar));  // same layout: a plain copy
+      parallel_for(n_chunks, [&](index_t c) {  // same layout: a plain copy
+        const auto [first, last] = chunk_range(c);
+        std::memcpy(dst + first, src + first * sizeof(Scalar), (last - first) * sizeof(Scalar));
+      });
       return out;
     }
     // One loop per dtype, so the type switch is not inside the element loop.
     const auto convert = [&](auto type) {  // type: std::integral_constant<dtype, ...>
-      for (std::size_t i = 0; i < n; ++i) {
-        dst[i] = detail::load_element<Scalar>(src, decltype(type)::value, i);
-      }
+      parallel_for(n_chunks, [&](index_t c) {
+        const auto [first, last] = chunk_range(c);
+        for (std::size_t i = first; i < last; ++i) {
+          dst[i] = detail::load_element<Scalar>(src, decltype(type)::value, i);
+        }
+      });
     };
     switch (t.type) {
       case dtype::f64:
