@@ -108,6 +108,7 @@ TEST_P(Bf16Matmul, MatchesDoublePrecisionDefinition) {
 TEST_P(Bf16Matmul, BitIdenticalForAnyThreadCount) {
   ref::rng r(12);
   const auto packed = eigenformer::pack_bf16(ref::random_matrix<float>(96, 700, r), GetParam());
+  const int saved = eigenformer::num_threads();
   for (index_t rows : {1, 6, 30}) {
     const matrix<float> x = ref::random_matrix<float>(rows, 96, r);
     matrix<float> one(rows, 700), many(rows, 700);
@@ -115,7 +116,7 @@ TEST_P(Bf16Matmul, BitIdenticalForAnyThreadCount) {
     eigenformer::bf16_matmul(x, packed, nullptr, one);
     eigenformer::set_num_threads(3);
     eigenformer::bf16_matmul(x, packed, nullptr, many);
-    eigenformer::set_num_threads(eigenformer::num_threads());
+    eigenformer::set_num_threads(saved);
     EXPECT_TRUE((one.array() == many.array()).all()) << rows << " rows";
   }
 }

@@ -49,4 +49,33 @@ TYPED_TEST(Matmul, ColumnBlocksMatchDoublePrecision) {
   }
 }
 
+// One row (decoding): chunks of matvec_row_chunk rows of W summed in order, including a partial
+// last chunk; bit-identical for any thread count.
+TYPED_TEST(Matmul, MatrixVectorChunksMatchDoublePrecision) {
+  using S = TypeParam;
+  ref::rng r(22);
+  for (const index_t K :
+       {index_t(1), eigenformer::matvec_row_chunk, 3 * eigenformer::matvec_row_chunk + 17}) {
+    const index_t N = 40;
+    const auto x = ref::random_matrix<S>(1, K, r);
+    const auto w = ref::random_matrix<S>(K, N, r);
+    const auto bias = ref::random_row<S>(N, r);
+    eigenformer::matrix<S> out(1, N), other(1, N);
+    const int saved = eigenformer::num_threads();
+    eigenformer::set_num_threads(1);
+    eigenformer::matvec_row_chunks<S>(x, w, bias.data(), out);
+    eigenformer::set_num_threads(3);
+    eigenformer::matvec_row_chunks<S>(x, w, bias.data(), other);
+    eigenformer::set_num_threads(saved);
+    EXPECT_TRUE((out.array() == other.array()).all()) << "K = " << K;
+    ref::grid expected(1, std::vector<double>(size_t(N)));
+    for (index_t n = 0; n < N; ++n) {
+      double sum = double(bias(n));
+      for (index_t k = 0; k < K; ++k) sum += double(x(0, k)) * double(w(k, n));
+      expected[0][size_t(n)] = sum;
+    }
+    EXPECT_LT(ref::relative_error(out, expected), ref::tolerance<S>()) << "K = " << K;
+  }
+}
+
 }  // namespace

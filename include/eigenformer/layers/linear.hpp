@@ -42,11 +42,11 @@ inline void pack_linear(linear_weights<float>& w, bf16_compute compute) {
 
 /// Output columns per parallel block. Fixed (not derived from the thread count) so results are
 /// bit-identical for any number of threads; a multiple of 16 keeps blocks aligned to AVX-512.
-inline constexpr index_t linear_column_block = 256;
+inline constexpr index_t linear_column_block = 192;
 
 /// out = x W + b.  x: [T x in], out: [T x out] (must not alias x).
-/// Threads split the output columns: each block is an independent GEMM (GEMV when T = 1, where
-/// decoding is bound by reading W, so both cores' memory bandwidth is used).
+/// Threads split the output columns: each block is an independent GEMM. One row (decoding, bound
+/// by reading W) goes to matvec_row_chunks, which streams W in order.
 template <class Scalar>
 void linear_forward(matrix_cref<Scalar> x, const linear_weights<Scalar>& w,
                     matrix_ref<Scalar> out) {
@@ -64,6 +64,10 @@ void linear_forward(matrix_cref<Scalar> x, const linear_weights<Scalar>& w,
     } else {
       throw value_error("linear_forward: bf16-packed weights need a float model");
     }
+  }
+  if (x.rows() == 1) {
+    matvec_row_chunks<Scalar>(x, w.weight, w.bias.data(), out);
+    return;
   }
   const index_t n_cols = w.out_features();
   const index_t n_blocks = (n_cols + linear_column_block - 1) / linear_column_block;

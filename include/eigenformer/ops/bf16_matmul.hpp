@@ -110,19 +110,9 @@ inline matrix<float> unpack_bf16(const packed_bf16_matrix& w) {
 
 namespace detail {
 
-/// A per-thread buffer that only grows, so the hot path allocates only on its first call. `Use`
-/// tells apart buffers that are alive at the same time on one thread.
-enum class buffer_use { widened_weights, rounded_input, input_pairs };
-template <class T, buffer_use Use>
-T* thread_buffer(std::size_t count) {
-  thread_local std::vector<T, Eigen::aligned_allocator<T>> buffer;
-  if (buffer.size() < count) buffer.resize(count);
-  return buffer.data();
-}
-
 /// Panels per parallel block: 256 output columns, fixed so results do not depend on the thread
 /// count (the same block as linear_forward's).
-inline constexpr index_t bf16_block_panels = 16;
+inline constexpr index_t bf16_block_panels = 12;
 
 /// Adds the bias and writes the valid columns of a tile computed for whole panels.
 /// tile: [rows x panels*16] row-major.

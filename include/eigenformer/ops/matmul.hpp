@@ -10,17 +10,29 @@
 
 #include <algorithm>
 #include <type_traits>
+#include <vector>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
 #include "eigenformer/core/error.hpp"
+#include "eigenformer/core/parallel.hpp"
 #include "eigenformer/core/types.hpp"
 
 namespace eigenformer {
 
 namespace detail {
+
+/// A per-thread buffer that only grows, so the hot path allocates only on its first call. `Use`
+/// tells apart buffers that are alive at the same time on one thread.
+enum class buffer_use { widened_weights, rounded_input, input_pairs, partial_sums };
+template <class T, buffer_use Use>
+T* thread_buffer(std::size_t count) {
+  thread_local std::vector<T, Eigen::aligned_allocator<T>> buffer;
+  if (buffer.size() < count) buffer.resize(count);
+  return buffer.data();
+}
 
 #if defined(__AVX512F__)
 /// tile [R x P*16] = x rows [R x K] times W columns [K x P*16]; ldx, ldw: row strides.
@@ -101,6 +113,35 @@ void matmul_column_block(matrix_cref<Scalar> x, matrix_cref<Scalar> w, const Sca
           Eigen::Map<const row_vector<Scalar>>(bias + first + done, width - done);
     }
   }
+}
+
+/// Rows of W per parallel chunk of a matrix-vector product (see matvec_row_chunks).
+inline constexpr index_t matvec_row_chunk = 128;
+
+/// out = x W + bias for ONE row x [1 x K] (a decoding step), W: [K x N], out: [1 x N].
+/// Reading W is all the work, so it should stream memory in order: threads take fixed chunks of
+/// 64 consecutive rows of W (one contiguous region each), compute partial products, and the
+/// partials are added in chunk order — a fixed summation order, so the result is bit-identical
+/// for any thread count. (Column blocks would read short strided pieces of every row instead.)
+template <class Scalar>
+void matvec_row_chunks(matrix_cref<Scalar> x, matrix_cref<Scalar> w, const Scalar* bias,
+                       matrix_ref<Scalar> out) {
+  const index_t K = w.rows(), N = w.cols();
+  const index_t n_chunks = (K + matvec_row_chunk - 1) / matvec_row_chunk;
+  Scalar* partials = detail::thread_buffer<Scalar, detail::buffer_use::partial_sums>(
+      static_cast<std::size_t>(n_chunks * N));
+  Eigen::Map<matrix<Scalar>> partial(partials, n_chunks, N);  // row c: chunk c's x_c W_c
+  parallel_for(n_chunks, [&](index_t c) {
+    const index_t first = c * matvec_row_chunk, rows = std::min(matvec_row_chunk, K - first);
+    partial.row(c).noalias() = x.middleCols(first, rows) * w.middleRows(first, rows);
+  });
+  auto y = out.row(0);
+  if (bias) {
+    y = Eigen::Map<const row_vector<Scalar>>(bias, N);
+  } else {
+    y.setZero();
+  }
+  for (index_t c = 0; c < n_chunks; ++c) y += partial.row(c);
 }
 
 }  // namespace eigenformer
