@@ -90,6 +90,29 @@ TYPED_TEST(Attention, ManyQueryBlocksMatchNaiveLoopsAndKeepTheMask) {
   }
 }
 
+// More keys than one tile (attention_key_block): the online softmax rescales what it has
+// accumulated whenever a later key block raises a query's running maximum. Large score scales
+// make those rescales large; queries straddle a query-block boundary and the last key block is
+// partial.
+TYPED_TEST(Attention, ManyKeyBlocksMatchNaiveLoops) {
+  using S = TypeParam;
+  ref::rng r(32);
+  const index_t n_past = 2 * eigenformer::attention_key_block + 9;
+  const index_t T = eigenformer::attention_query_block + 5, C = 8, H = 2;
+  for (const double scale : {1.0, 6.0}) {
+    const auto q = ref::random_matrix<S>(T, C, r, scale);
+    const auto k = ref::random_matrix<S>(n_past + T, C, r, scale);
+    const auto v = ref::random_matrix<S>(n_past + T, C, r, 2.0);
+    matrix<S> scores(eigenformer::attention_query_block, eigenformer::attention_key_block),
+        out(T, C);
+    eigenformer::causal_attention_heads<S>(q, k, v, H, n_past, scores, out);
+    EXPECT_LT(ref::relative_error(out, ref::attention_core(ref::to_grid(q), ref::to_grid(k),
+                                                           ref::to_grid(v), int(H), int(n_past))),
+              ref::tolerance<S>())
+        << "score scale " << scale;
+  }
+}
+
 TYPED_TEST(Attention, SelfAttentionMatchesNaiveLoops) {
   using S = TypeParam;
   ref::rng r(4);

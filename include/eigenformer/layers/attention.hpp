@@ -11,7 +11,7 @@
 //   out = concat_h(O_h) W_proj + b        [T x C]
 //
 // That is the definition; the computation never holds S or P whole. It walks tiles of 64
-// queries x 128 keys with an online softmax (detail::attention_head_tiled), skips tiles that lie
+// queries x 512 keys with an online softmax (detail::attention_head_tiled), skips tiles that lie
 // entirely in the future, and needs O(T x d) memory. Only an attention observer, which asks to
 // see P, gets the untiled path.
 #pragma once
@@ -45,7 +45,7 @@ using attention_observer = std::function<void(index_t head, matrix_cref<Scalar> 
 
 /// Queries and keys per tile of the attention core (see causal_attention_heads).
 inline constexpr index_t attention_query_block = 64;
-inline constexpr index_t attention_key_block = 128;
+inline constexpr index_t attention_key_block = 512;
 
 /// Reusable buffers of one attention call, sized once for the longest sequence.
 template <class Scalar>
@@ -88,7 +88,7 @@ void attention_head_untiled(matrix_cref<Scalar> q, matrix_cref<Scalar> k, matrix
 /// block of queries, walk the key blocks it can see, keeping per query the running maximum m and
 /// the running sum l of exp(score - m); when m grows, what was accumulated is rescaled by
 /// exp(m_old - m_new). Only a [query block x key block] tile of scores exists at a time.
-/// q: [T x d]; k, v: [Tk x d]; tile: at least [min(T, 64) x min(Tk, 128)]; out: [T x d].
+/// q: [T x d]; k, v: [Tk x d]; tile: at least [min(T, 64) x min(Tk, 512)]; out: [T x d].
 template <class Scalar>
 void attention_head_tiled(matrix_cref<Scalar> q, matrix_cref<Scalar> k, matrix_cref<Scalar> v,
                           index_t n_past, Scalar scale, matrix_ref<Scalar> tile,
