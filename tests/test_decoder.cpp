@@ -4,6 +4,8 @@
 
 #include <eigenformer/model/decoder.hpp>
 
+#include <eigenformer/io/hf_gpt2.hpp>
+
 #include "reference.hpp"
 
 namespace {
@@ -186,6 +188,49 @@ TYPED_TEST(Decoder, ObservedAttentionIsCausalAndRowsSumToOne) {
   const eigenformer::matrix<S> observed = eigenformer::forward(config, weights, tokens, acts);
   EXPECT_LT(ref::relative_error(observed, ref::model_logits(config, weights, tokens)),
             model_tolerance(std::is_same_v<S, float>));
+}
+
+// Extreme but valid inputs give finite logits: attention scores blown up by large query/key
+// weights in reduced-precision checkpoints (F16, BF16 files, and bf16-packed weights), a
+// residual stream scaled far up or down, and sequences filling the whole context through the KV
+// cache. The mask still holds: the observer sees exact zeros above the diagonal.
+TEST(Decoder, ExtremeButValidInputsGiveFiniteLogits) {
+  for (const char* name : {"tiny_f16", "tiny_bf16_prefixed"}) {
+    for (const bool packed : {false, true}) {
+      auto m = eigenformer::load_hf_gpt2<float>(std::string(EIGENFORMER_FIXTURES_DIR) + "/" + name);
+      for (auto& b : m.weights.blocks) {
+        b.attn.qkv.weight.leftCols(2 * m.config.n_embd) *= 200.0f;  // Q and K: scores x 4e4
+      }
+      m.weights.wpe *= 1e4f;  // a residual stream of ~1e4 entering every LayerNorm
+      if (packed) {
+        eigenformer::pack_weights_bf16(m.weights, eigenformer::bf16_compute::float_activations);
+      }
+      std::vector<eigenformer::token_id> tokens;
+      for (index_t i = 0; i < m.config.n_ctx; ++i) tokens.push_back(token_id((7 * i) % 50));
+      eigenformer::activations acts(m.config, m.config.n_ctx);
+      bool mask_held = true;
+      const eigenformer::model_attention_observer<float> check_mask =
+          [&](index_t, index_t, eigenformer::matrix_cref<float> p) {
+            for (index_t i = 0; i < p.rows(); ++i) {
+              for (index_t j = i + 1; j < p.cols(); ++j) mask_held = mask_held && p(i, j) == 0;
+            }
+          };
+      const auto logits = eigenformer::forward(m.config, m.weights, tokens, acts,
+                                               eigenformer::logits_for::all_positions, check_mask);
+      EXPECT_TRUE(logits.allFinite()) << name << (packed ? " packed" : "");
+      EXPECT_TRUE(mask_held) << name;
+      eigenformer::kv_cache cache(m.config);  // the whole context one token at a time
+      for (const auto t : tokens) {
+        const auto row = eigenformer::forward(m.config, m.weights, cache, {t}, acts);
+        ASSERT_TRUE(row.allFinite()) << name << " at position " << cache.n_past;
+      }
+    }
+  }
+  auto tiny = ref::random_weights<float>(ref::tiny_config<float>(), 5);
+  tiny.wte *= 1e-30f, tiny.wpe *= 1e-30f;  // a residual stream near the float minimum
+  eigenformer::activations acts(ref::tiny_config<float>(), 4);
+  EXPECT_TRUE(
+      eigenformer::forward(ref::tiny_config<float>(), tiny, {1, 2, 3, 4}, acts).allFinite());
 }
 
 // A tied model packed to bf16 (its embedding lookup then reads the packed LM head) computes

@@ -138,6 +138,9 @@ TEST(HfGpt2, ConfigErrors) {
   EXPECT_EQ(config_error(
                 R"({"n_layer": 2, "n_head": 4, "n_embd": 32, "vocab_size": -3, "n_positions": 8})"),
             "config.json: config: vocab_size = -3 is outside [1, 16777216]");
+  EXPECT_EQ(config_error(R"({"n_layer": 2, "n_head": 4, "n_embd": 1000000, "vocab_size": 10,)"
+                         R"( "n_positions": 8})"),
+            "config.json: config: n_embd = 1000000 is outside [1, 65536]");
   EXPECT_EQ(config_error("{" + ok + R"(, "layer_norm_epsilon": 0})"),
             "config.json: config: layer_norm_epsilon = 0 must be positive and finite");
   EXPECT_EQ(config_error("{" + ok + R"(, "activation_function": "relu"})"),
@@ -184,6 +187,25 @@ class BrokenCheckpoint : public ::testing::Test {
   fs::path dir_;
   std::string original_;
 };
+
+// A config that claims the largest sizes validation allows (a 2.7e13-parameter model) next to a
+// small file: loading fails on the first tensor whose shape the file does not have, before any
+// weight memory is allocated from the config's claims.
+TEST(HfGpt2, HugeConfigWithSmallFileFailsBeforeAllocating) {
+  const auto dir = fs::temp_directory_path() / "eigenformer_huge_config";
+  fs::create_directories(dir);
+  fs::copy_file(fixtures + "/tiny_f32/model.safetensors", dir / "model.safetensors",
+                fs::copy_options::overwrite_existing);
+  std::ofstream(dir / "config.json") << R"({"n_layer": 1024, "n_head": 1024, "n_embd": 65536,)"
+                                        R"( "vocab_size": 16777216, "n_positions": 1048576})";
+  try {
+    eigenformer::load_hf_gpt2<float>(dir.string());
+    ADD_FAILURE() << "no exception";
+  } catch (const eigenformer::format_error& e) {
+    EXPECT_NE(std::string(e.what()).find("wte.weight"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
 
 TEST_F(BrokenCheckpoint, MissingTensorIsNamed) {
   const std::string err = load_error(with_header_edit("\"h.1.ln_2.bias\"", "\"h.1.ln_2.bia_\""));
