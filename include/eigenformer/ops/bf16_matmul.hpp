@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #if defined(__AVX512F__) || defined(__AVX512BF16__)
@@ -244,13 +245,41 @@ void bf16_tile_bf16_x(const std::uint32_t* x_pairs, index_t ld_pairs, const pack
 }
 #endif
 
-/// Runs a tile kernel over rows [first_row, first_row + R) and panels [first, last): groups of
-/// P panels, then single panels for the rest.
-template <int R, int P, class TileP, class Tile1>
+/// Runs `tile(p)` on groups of P panels from `first`, then `tile_1(p)` on the panels left over.
+template <int P, class TileP, class Tile1>
 void tile_panels(index_t first, index_t last, const TileP& tile_p, const Tile1& tile_1) {
   index_t p = first;
   for (; p + P <= last; p += P) tile_p(p);
   for (; p < last; ++p) tile_1(p);
+}
+
+template <int N>
+using constant = std::integral_constant<int, N>;
+
+/// Covers rows [0, T) x panels [first, last) with register tiles: 8 rows x 3 panels, then the
+/// leftover rows one at a time with `RowP`-panel tiles (enough independent accumulators for a
+/// decoding step). `kernel(rows, panels, t, p, tile)` computes the tile at row t, panel p, with
+/// rows and panels as integral constants; the tile is then stored with the bias.
+template <int RowP, class Kernel>
+void run_tiles(index_t T, index_t first, index_t last, const packed_bf16_matrix& w,
+               const float* bias, matrix_ref<float> out, const Kernel& kernel) {
+  float tile[8 * 3 * 16];
+  static_assert(RowP <= 3 * 8, "a one-row tile must fit the buffer");
+  const auto run = [&](auto rows, auto panels, index_t t, index_t p) {
+    kernel(rows, panels, t, p, tile);
+    store_tile(tile, rows, panels, p, w, bias, out, t);
+  };
+  index_t t = 0;
+  for (; t + 8 <= T; t += 8) {
+    tile_panels<3>(
+        first, last, [&](index_t p) { run(constant<8>{}, constant<3>{}, t, p); },
+        [&](index_t p) { run(constant<8>{}, constant<1>{}, t, p); });
+  }
+  for (; t < T; ++t) {
+    tile_panels<RowP>(
+        first, last, [&](index_t p) { run(constant<1>{}, constant<RowP>{}, t, p); },
+        [&](index_t p) { run(constant<1>{}, constant<1>{}, t, p); });
+  }
 }
 
 }  // namespace detail
@@ -284,33 +313,12 @@ inline void bf16_matmul(matrix_cref<float> x, const packed_bf16_matrix& w, const
       if (K % 2 != 0) dst[K] = 0;
     });
     parallel_for(n_blocks, [&](index_t block) {
-      const index_t first = block * detail::bf16_block_panels, last = first + block_panels(block);
-      float tile[8 * 3 * 16];
-      index_t t = 0;
-      for (; t + 8 <= T; t += 8) {
-        detail::tile_panels<8, 3>(
-            first, last,
-            [&](index_t p) {
-              detail::bf16_tile_bf16_x<8, 3>(x_pairs + t * ld_pairs, ld_pairs, w, p, tile);
-              detail::store_tile(tile, 8, 3, p, w, bias, out, t);
-            },
-            [&](index_t p) {
-              detail::bf16_tile_bf16_x<8, 1>(x_pairs + t * ld_pairs, ld_pairs, w, p, tile);
-              detail::store_tile(tile, 8, 1, p, w, bias, out, t);
-            });
-      }
-      for (; t < T; ++t) {
-        detail::tile_panels<1, 8>(
-            first, last,
-            [&](index_t p) {
-              detail::bf16_tile_bf16_x<1, 8>(x_pairs + t * ld_pairs, ld_pairs, w, p, tile);
-              detail::store_tile(tile, 1, 8, p, w, bias, out, t);
-            },
-            [&](index_t p) {
-              detail::bf16_tile_bf16_x<1, 1>(x_pairs + t * ld_pairs, ld_pairs, w, p, tile);
-              detail::store_tile(tile, 1, 1, p, w, bias, out, t);
-            });
-      }
+      const index_t first = block * detail::bf16_block_panels;
+      detail::run_tiles<8>(T, first, first + block_panels(block), w, bias, out,
+                           [&](auto rows, auto panels, index_t t, index_t p, float* tile) {
+                             detail::bf16_tile_bf16_x<rows, panels>(x_pairs + t * ld_pairs,
+                                                                    ld_pairs, w, p, tile);
+                           });
     });
 #else
     float* rounded = detail::thread_buffer<float, detail::buffer_use::rounded_input>(
@@ -326,44 +334,21 @@ inline void bf16_matmul(matrix_cref<float> x, const packed_bf16_matrix& w, const
   }
 
 #if defined(__AVX512F__)
-  if (true) {
-    parallel_for(n_blocks, [&](index_t block) {
-      const index_t first = block * detail::bf16_block_panels, last = first + block_panels(block);
-      float tile[8 * 3 * 16];
-      const index_t ldx = x.outerStride();
-      index_t t = 0;
-      for (; t + 8 <= T; t += 8) {
-        detail::tile_panels<8, 3>(
-            first, last,
-            [&](index_t p) {
-              detail::bf16_tile_float_x<8, 3>(x.data() + t * ldx, ldx, w, p, tile);
-              detail::store_tile(tile, 8, 3, p, w, bias, out, t);
-            },
-            [&](index_t p) {
-              detail::bf16_tile_float_x<8, 1>(x.data() + t * ldx, ldx, w, p, tile);
-              detail::store_tile(tile, 8, 1, p, w, bias, out, t);
-            });
-      }
-      for (; t < T; ++t) {
-        detail::tile_panels<1, 4>(
-            first, last,
-            [&](index_t p) {
-              detail::bf16_tile_float_x<1, 4>(x.data() + t * ldx, ldx, w, p, tile);
-              detail::store_tile(tile, 1, 4, p, w, bias, out, t);
-            },
-            [&](index_t p) {
-              detail::bf16_tile_float_x<1, 1>(x.data() + t * ldx, ldx, w, p, tile);
-              detail::store_tile(tile, 1, 1, p, w, bias, out, t);
-            });
-      }
-    });
-    return;
-  }
-#endif
+  const index_t ldx = x.outerStride();
+  parallel_for(n_blocks, [&](index_t block) {
+    const index_t first = block * detail::bf16_block_panels;
+    detail::run_tiles<4>(T, first, first + block_panels(block), w, bias, out,
+                         [&](auto rows, auto panels, index_t t, index_t p, float* tile) {
+                           detail::bf16_tile_float_x<rows, panels>(x.data() + t * ldx, ldx, w, p,
+                                                                   tile);
+                         });
+  });
+#else
   parallel_for(n_blocks, [&](index_t block) {
     detail::bf16_block_widened(x, w, bias, block * detail::bf16_block_panels, block_panels(block),
                                out);
   });
+#endif
 }
 
 }  // namespace eigenformer
