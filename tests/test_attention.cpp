@@ -199,3 +199,79 @@ TYPED_TEST(Attention, RejectsHeadsThatDoNotDivideChannels) {
 }
 
 }  // namespace
+
+#include "gradient_check.hpp"
+
+namespace {
+
+struct attention_backward_case {
+  static constexpr index_t B = 2, T = 5, C = 6, H = 2;
+  ref::rng r{71};
+  eigenformer::attention_weights<double> w{
+      {ref::random_matrix<double>(C, 3 * C, r), ref::random_row<double>(3 * C, r, 0.3)},
+      {ref::random_matrix<double>(C, C, r), ref::random_row<double>(C, r, 0.3)}};
+  eigenformer::matrix<double> x = ref::random_matrix<double>(B * T, C, r);
+  eigenformer::matrix<double> probe = ref::random_matrix<double>(B * T, C, r);
+  eigenformer::attention_activations<double> acts{B, T, C, H};
+
+  eigenformer::matrix<double> forward() {
+    eigenformer::matrix<double> out(B * T, C);
+    eigenformer::causal_self_attention_forward_train<double>(x, w, H, acts, out);
+    return out;
+  }
+  /// Runs forward and backward with d_out = probe; returns (grads, d_x).
+  std::pair<eigenformer::attention_weights<double>, eigenformer::matrix<double>> backward() {
+    forward();
+    eigenformer::attention_weights<double> grad{
+        {eigenformer::matrix<double>::Zero(C, 3 * C), eigenformer::row_vector<double>::Zero(3 * C)},
+        {eigenformer::matrix<double>::Zero(C, C), eigenformer::row_vector<double>::Zero(C)}};
+    eigenformer::attention_backward_scratch<double> scratch(B, T, C, H);
+    eigenformer::matrix<double> d_x = eigenformer::matrix<double>::Zero(B * T, C);
+    eigenformer::causal_self_attention_backward<double>(x, w, H, acts, probe, grad, scratch, d_x);
+    return {grad, d_x};
+  }
+};
+
+TEST(AttentionBackward, TrainingForwardEqualsTheReferenceForEachSequence) {
+  attention_backward_case c;
+  const auto out = c.forward();
+  for (index_t b = 0; b < c.B; ++b) {
+    const eigenformer::matrix<double> x_b = c.x.middleRows(b * c.T, c.T);
+    EXPECT_LT(ref::relative_error(out.middleRows(b * c.T, c.T),
+                                  ref::self_attention(ref::to_grid(x_b), c.w, int(c.H))),
+              1e-12);
+  }
+}
+
+TEST(AttentionBackward, MatchesFiniteDifferences) {
+  attention_backward_case c;
+  auto [grad, d_x] = c.backward();
+  const auto loss = [&] { return gradcheck::probe_loss(c.forward(), c.probe); };
+  EXPECT_LT(gradcheck::relative_error(c.w.qkv.weight, grad.qkv.weight, loss), gradcheck::tolerance);
+  EXPECT_LT(gradcheck::relative_error(c.w.qkv.bias, grad.qkv.bias, loss), gradcheck::tolerance);
+  EXPECT_LT(gradcheck::relative_error(c.w.proj.weight, grad.proj.weight, loss),
+            gradcheck::tolerance);
+  EXPECT_LT(gradcheck::relative_error(c.w.proj.bias, grad.proj.bias, loss), gradcheck::tolerance);
+  EXPECT_LT(gradcheck::relative_error(c.x, d_x, loss), gradcheck::tolerance);
+}
+
+TEST(AttentionBackward, NoGradientFlowsFromAQueryToLaterTokens) {
+  // The loss reads only output row i of sequence 0: the mask says it depends on tokens 0..i of
+  // that sequence, so dL/dx must be exactly zero for every later token and for sequence 1.
+  for (index_t i = 0; i < attention_backward_case::T; ++i) {
+    attention_backward_case c;
+    c.probe.setZero();
+    c.probe.row(i).setOnes();
+    const auto d_x = c.backward().second;
+    for (index_t row = 0; row < c.B * c.T; ++row) {
+      const bool can_see = row <= i;  // same sequence, not in the future
+      if (can_see) {
+        EXPECT_GT(d_x.row(row).norm(), 0.0) << "query " << i << ", token " << row;
+      } else {
+        EXPECT_EQ(d_x.row(row).norm(), 0.0) << "query " << i << ", token " << row;
+      }
+    }
+  }
+}
+
+}  // namespace

@@ -45,3 +45,35 @@ TYPED_TEST(Embedding, RejectsBadIdsAndPositions) {
 }
 
 }  // namespace
+
+#include "gradient_check.hpp"
+
+namespace {
+
+TEST(EmbeddingBackward, SumsOverRepeatedTokensAndOverTheBatch) {
+  ref::rng r(101);
+  eigenformer::matrix<double> wte = ref::random_matrix<double>(6, 3, r);
+  eigenformer::matrix<double> wpe = ref::random_matrix<double>(4, 3, r);
+  const std::vector<eigenformer::token_id> tokens{2, 5, 2, 0, 2, 1};  // B = 2, T = 3
+  const eigenformer::matrix<double> probe = ref::random_matrix<double>(6, 3, r);
+  const auto loss = [&] {
+    eigenformer::matrix<double> out(6, 3);
+    for (index_t b = 0; b < 2; ++b) {
+      const std::vector<eigenformer::token_id> seq(tokens.begin() + b * 3,
+                                                   tokens.begin() + b * 3 + 3);
+      eigenformer::embedding_forward<double>(seq, wte, wpe, 0, out.middleRows(b * 3, 3));
+    }
+    return gradcheck::probe_loss(out, probe);
+  };
+  eigenformer::matrix<double> d_wte = eigenformer::matrix<double>::Zero(6, 3);
+  eigenformer::matrix<double> d_wpe = eigenformer::matrix<double>::Zero(4, 3);
+  eigenformer::embedding_backward<double>(tokens, 2, probe, d_wte, d_wpe);
+  EXPECT_LT(gradcheck::relative_error(wte, d_wte, loss), gradcheck::tolerance);
+  EXPECT_LT(gradcheck::relative_error(wpe, d_wpe, loss), gradcheck::tolerance);
+  EXPECT_EQ(d_wte.row(3).norm(), 0.0);  // never used
+  EXPECT_EQ(d_wpe.row(3).norm(), 0.0);  // position 3 is beyond T
+  EXPECT_THROW(eigenformer::embedding_backward<double>({9, 0, 0, 0, 0, 0}, 2, probe, d_wte, d_wpe),
+               eigenformer::value_error);
+}
+
+}  // namespace

@@ -34,3 +34,24 @@ TYPED_TEST(Gelu, KnownValuesAndTails) {
 }
 
 }  // namespace
+
+#include "gradient_check.hpp"
+
+namespace {
+
+TEST(GeluBackward, MatchesFiniteDifferences) {
+  ref::rng r(61);
+  eigenformer::matrix<double> x = ref::random_matrix<double>(3, 9, r, 4.0);
+  x(0, 0) = 0.0;
+  const eigenformer::matrix<double> probe = ref::random_matrix<double>(3, 9, r);
+  const auto loss = [&] {
+    eigenformer::matrix<double> y = x;
+    eigenformer::gelu_tanh_inplace<double>(y);
+    return gradcheck::probe_loss(y, probe);
+  };
+  eigenformer::matrix<double> grad = probe;
+  eigenformer::gelu_tanh_backward_inplace<double>(x, grad);
+  EXPECT_LT(gradcheck::relative_error(x, grad, loss), gradcheck::tolerance);
+}
+
+}  // namespace

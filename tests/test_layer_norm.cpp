@@ -46,3 +46,31 @@ TYPED_TEST(LayerNorm, EpsilonIsUsed) {
 }
 
 }  // namespace
+
+#include "gradient_check.hpp"
+
+namespace {
+
+TEST(LayerNormBackward, MatchesFiniteDifferences) {
+  ref::rng r(51);
+  eigenformer::layer_norm_weights<double> w{ref::random_row<double>(7, r, 0.5, 1.0),
+                                            ref::random_row<double>(7, r, 0.5)};
+  eigenformer::matrix<double> x = ref::random_matrix<double>(5, 7, r, 2.0);
+  x.row(1).array() += 50.0;  // a large mean
+  const eigenformer::matrix<double> probe = ref::random_matrix<double>(5, 7, r);
+  const double eps = 1e-5;
+  const auto loss = [&] {
+    eigenformer::matrix<double> y(5, 7);
+    eigenformer::layer_norm_forward<double>(x, w, eps, y);
+    return gradcheck::probe_loss(y, probe);
+  };
+  eigenformer::layer_norm_weights<double> grad{eigenformer::row_vector<double>::Zero(7),
+                                               eigenformer::row_vector<double>::Zero(7)};
+  eigenformer::matrix<double> d_x = eigenformer::matrix<double>::Zero(5, 7);
+  eigenformer::layer_norm_backward<double>(x, w, eps, probe, grad, d_x);
+  EXPECT_LT(gradcheck::relative_error(w.gain, grad.gain, loss), gradcheck::tolerance);
+  EXPECT_LT(gradcheck::relative_error(w.bias, grad.bias, loss), gradcheck::tolerance);
+  EXPECT_LT(gradcheck::relative_error(x, d_x, loss), gradcheck::tolerance);
+}
+
+}  // namespace

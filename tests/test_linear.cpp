@@ -43,3 +43,59 @@ TYPED_TEST(Linear, ShapeMismatchThrows) {
 }
 
 }  // namespace
+
+#include "gradient_check.hpp"
+
+namespace {
+
+TEST(LinearBackward, MatchesFiniteDifferences) {
+  ref::rng r(41);
+  eigenformer::linear_weights<double> w(ref::random_matrix<double>(6, 5, r),
+                                        ref::random_row<double>(5, r));
+  eigenformer::matrix<double> x = ref::random_matrix<double>(4, 6, r);
+  const eigenformer::matrix<double> probe = ref::random_matrix<double>(4, 5, r);
+  const auto loss = [&] {
+    eigenformer::matrix<double> y(4, 5);
+    eigenformer::linear_forward<double>(x, w, y);
+    return gradcheck::probe_loss(y, probe);
+  };
+  eigenformer::linear_weights<double> grad(eigenformer::matrix<double>::Zero(6, 5),
+                                           eigenformer::row_vector<double>::Zero(5));
+  eigenformer::matrix<double> d_x = eigenformer::matrix<double>::Zero(4, 6);
+  eigenformer::linear_backward<double>(x, w, probe, grad, d_x);
+  EXPECT_LT(gradcheck::relative_error(w.weight, grad.weight, loss), gradcheck::tolerance);
+  EXPECT_LT(gradcheck::relative_error(w.bias, grad.bias, loss), gradcheck::tolerance);
+  EXPECT_LT(gradcheck::relative_error(x, d_x, loss), gradcheck::tolerance);
+}
+
+TEST(LinearBackward, AddsToTheGradientsItIsGiven) {
+  ref::rng r(42);
+  const eigenformer::linear_weights<double> w(ref::random_matrix<double>(3, 2, r),
+                                              ref::random_row<double>(2, r));
+  const eigenformer::matrix<double> x = ref::random_matrix<double>(2, 3, r);
+  const eigenformer::matrix<double> d_out = ref::random_matrix<double>(2, 2, r);
+  eigenformer::linear_weights<double> once(eigenformer::matrix<double>::Zero(3, 2),
+                                           eigenformer::row_vector<double>::Zero(2));
+  eigenformer::matrix<double> d_x_once = eigenformer::matrix<double>::Zero(2, 3);
+  eigenformer::linear_backward<double>(x, w, d_out, once, d_x_once);
+  auto twice = once;
+  eigenformer::matrix<double> d_x_twice = d_x_once;
+  eigenformer::linear_backward<double>(x, w, d_out, twice, d_x_twice);
+  EXPECT_LT((twice.weight - 2 * once.weight).norm(), 1e-14);
+  EXPECT_LT((twice.bias - 2 * once.bias).norm(), 1e-14);
+  EXPECT_LT((d_x_twice - 2 * d_x_once).norm(), 1e-14);
+}
+
+TEST(LinearBackward, RejectsMismatchedGradientShapes) {
+  ref::rng r(43);
+  const eigenformer::linear_weights<double> w(ref::random_matrix<double>(3, 2, r),
+                                              ref::random_row<double>(2, r));
+  eigenformer::linear_weights<double> grad(eigenformer::matrix<double>::Zero(2, 3),
+                                           eigenformer::row_vector<double>::Zero(2));
+  eigenformer::matrix<double> d_x = eigenformer::matrix<double>::Zero(2, 3);
+  EXPECT_THROW(eigenformer::linear_backward<double>(ref::random_matrix<double>(2, 3, r), w,
+                                                    ref::random_matrix<double>(2, 2, r), grad, d_x),
+               eigenformer::shape_error);
+}
+
+}  // namespace

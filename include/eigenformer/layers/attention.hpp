@@ -247,4 +247,126 @@ void causal_self_attention_forward(matrix_cref<Scalar> x, const attention_weight
   linear_forward<Scalar>(heads, w.proj, out);
 }
 
+// --- Training: a batch of B sequences of T tokens; rows [b*T, (b+1)*T) belong to sequence b. ---
+
+/// What the backward pass needs from the forward pass. Training keeps every head's P whole
+/// (O(B H T^2) memory), because its gradient needs it; inference never does.
+template <class Scalar>
+struct attention_activations {
+  index_t n_sequences = 0, n_tokens = 0, n_head = 0;
+  matrix<Scalar> qkv;    // [B*T x 3C]   Q | K | V
+  matrix<Scalar> probs;  // [B*H*T x T]  P of (sequence b, head h) in rows [(b*H + h)*T, +T)
+  matrix<Scalar> heads;  // [B*T x C]    concatenated P V of every head, the input of c_proj
+
+  attention_activations() = default;
+  attention_activations(index_t batch, index_t tokens, index_t channels, index_t heads_)
+      : n_sequences(batch),
+        n_tokens(tokens),
+        n_head(heads_),
+        qkv(batch * tokens, 3 * channels),
+        probs(batch * heads_ * tokens, tokens),
+        heads(batch * tokens, channels) {}
+
+  /// P of one (sequence, head): [T x T], row i = query i, zero above the diagonal.
+  auto head_probs(index_t sequence, index_t head) const {
+    return probs.middleRows((sequence * n_head + head) * n_tokens, n_tokens);
+  }
+};
+
+/// Buffers of the backward pass, shared by all layers.
+template <class Scalar>
+struct attention_backward_scratch {
+  matrix<Scalar> d_qkv;    // [B*T x 3C]
+  matrix<Scalar> d_probs;  // [B*H*T x T], dL/dP, then dL/dS
+  matrix<Scalar> d_heads;  // [B*T x C]
+
+  attention_backward_scratch() = default;
+  attention_backward_scratch(index_t batch, index_t tokens, index_t channels, index_t heads)
+      : d_qkv(batch * tokens, 3 * channels),
+        d_probs(batch * heads * tokens, tokens),
+        d_heads(batch * tokens, channels) {}
+};
+
+namespace detail {
+inline void check_attention_batch(const char* where, index_t rows, index_t channels, index_t n_head,
+                                  index_t batch, index_t tokens, index_t acts_channels,
+                                  index_t acts_heads) {
+  if (rows != batch * tokens || channels != acts_channels || n_head != acts_heads || n_head <= 0 ||
+      channels % n_head != 0) {
+    throw shape_error(concat(where, ": input [", rows, " x ", channels, "] with ", n_head,
+                             " heads does not match activations for ", batch, " x ", tokens,
+                             " tokens of ", acts_channels, " channels and ", acts_heads, " heads"));
+  }
+}
+}  // namespace detail
+
+/// causal_self_attention_forward for training: x [B*T x C] (layer-normed), out [B*T x C].
+/// Every (sequence, head) pair is independent; pairs run in parallel.
+template <class Scalar>
+void causal_self_attention_forward_train(matrix_cref<Scalar> x, const attention_weights<Scalar>& w,
+                                         index_t n_head, attention_activations<Scalar>& acts,
+                                         matrix_ref<Scalar> out) {
+  const index_t T = acts.n_tokens, C = x.cols();
+  detail::check_attention_batch("attention (training)", x.rows(), C, n_head, acts.n_sequences, T,
+                                acts.heads.cols(), acts.n_head);
+  linear_forward<Scalar>(x, w.qkv, acts.qkv);
+  const index_t d = C / n_head;
+  const Scalar scale = Scalar(1) / std::sqrt(Scalar(d));
+  parallel_for(acts.n_sequences * n_head, [&](index_t pair) {
+    const index_t row = (pair / n_head) * T, col = (pair % n_head) * d;
+    detail::attention_head_untiled<Scalar>(
+        acts.qkv.block(row, col, T, d), acts.qkv.block(row, C + col, T, d),
+        acts.qkv.block(row, 2 * C + col, T, d), 0, scale, acts.probs.middleRows(pair * T, T),
+        acts.heads.block(row, col, T, d));
+  });
+  linear_forward<Scalar>(acts.heads, w.proj, out);
+}
+
+/// Backward of causal_self_attention_forward_train, given d_out = dL/d out [B*T x C]; x is the
+/// forward's input. Per (sequence, head), with S = scale Q K^T, P = causal softmax(S), O = P V:
+///   dV = P^T dO      dP = dO V^T      dS = P * (dP - rowsum(P * dP))   (softmax, row-wise)
+///   dQ = scale dS K  dK = scale dS^T Q
+/// The mask holds backwards too: P is exactly 0 above the diagonal, so dS is 0 there and no
+/// gradient reaches a key from a query before it. Adds to grad and d_x (see linear_backward).
+template <class Scalar>
+void causal_self_attention_backward(matrix_cref<Scalar> x, const attention_weights<Scalar>& w,
+                                    index_t n_head, const attention_activations<Scalar>& acts,
+                                    matrix_cref<Scalar> d_out, attention_weights<Scalar>& grad,
+                                    attention_backward_scratch<Scalar>& scratch,
+                                    matrix_ref<Scalar> d_x) {
+  const index_t T = acts.n_tokens, C = x.cols();
+  detail::check_attention_batch("attention backward", x.rows(), C, n_head, acts.n_sequences, T,
+                                acts.heads.cols(), acts.n_head);
+  if (scratch.d_qkv.rows() != x.rows() || scratch.d_probs.rows() != acts.probs.rows() ||
+      scratch.d_probs.cols() != T || scratch.d_heads.cols() != C) {
+    throw shape_error("attention backward: scratch does not match the activations");
+  }
+  scratch.d_heads.setZero();
+  linear_backward<Scalar>(acts.heads, w.proj, d_out, grad.proj, scratch.d_heads);
+  scratch.d_qkv.setZero();
+  const index_t d = C / n_head;
+  const Scalar scale = Scalar(1) / std::sqrt(Scalar(d));
+  parallel_for(acts.n_sequences * n_head, [&](index_t pair) {
+    const index_t row = (pair / n_head) * T, col = (pair % n_head) * d;
+    const auto q = acts.qkv.block(row, col, T, d), k = acts.qkv.block(row, C + col, T, d),
+               v = acts.qkv.block(row, 2 * C + col, T, d);
+    const auto p = acts.probs.middleRows(pair * T, T);
+    const auto d_o = scratch.d_heads.block(row, col, T, d);
+    auto d_s = scratch.d_probs.middleRows(pair * T, T);
+    scratch.d_qkv.block(row, 2 * C + col, T, d).noalias() += p.transpose() * d_o;
+    d_s.noalias() = d_o * v.transpose();  // dP
+    for (index_t i = 0; i < T; ++i) {
+      const index_t visible = i + 1;  // query i sees keys 0..i
+      auto d_row = d_s.row(i).head(visible);
+      const auto p_row = p.row(i).head(visible);
+      const Scalar p_dot_dp = p_row.dot(d_row);
+      d_row.array() = p_row.array() * (d_row.array() - p_dot_dp);
+      d_s.row(i).tail(T - visible).setZero();
+    }
+    scratch.d_qkv.block(row, col, T, d).noalias() += scale * (d_s * k);
+    scratch.d_qkv.block(row, C + col, T, d).noalias() += scale * (d_s.transpose() * q);
+  });
+  linear_backward<Scalar>(x, w.qkv, scratch.d_qkv, grad.qkv, d_x);
+}
+
 }  // namespace eigenformer

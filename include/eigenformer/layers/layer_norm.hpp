@@ -37,4 +37,36 @@ void layer_norm_forward(matrix_cref<Scalar> x, const layer_norm_weights<Scalar>&
   }
 }
 
+/// Backward of layer_norm_forward, given d_out = dL/d out [T x C]. With xhat = (x - mean) * rstd
+/// (rstd = 1 / sqrt(var + eps), recomputed here from x rather than stored) and g = d_out * gain:
+///   d gain += sum over rows of d_out * xhat      d bias += sum over rows of d_out
+///   dx     += rstd * (g - mean(g) - xhat * mean(g * xhat))          per row
+/// The two means are the gradient flowing back through the row's mean and variance: every
+/// output of a row depends on every input of it. Adds to grad and d_x (see linear_backward).
+template <class Scalar>
+void layer_norm_backward(matrix_cref<Scalar> x, const layer_norm_weights<Scalar>& w, Scalar eps,
+                         matrix_cref<Scalar> d_out, layer_norm_weights<Scalar>& grad,
+                         matrix_ref<Scalar> d_x) {
+  const index_t channels = x.cols();
+  if (w.gain.size() != channels || grad.gain.size() != channels || grad.bias.size() != channels ||
+      d_out.rows() != x.rows() || d_out.cols() != channels || d_x.rows() != x.rows() ||
+      d_x.cols() != channels) {
+    throw shape_error(detail::concat("layer_norm_backward: x is [", x.rows(), " x ", channels,
+                                     "], d_out is [", d_out.rows(), " x ", d_out.cols(),
+                                     "], d_x is [", d_x.rows(), " x ", d_x.cols(), "]"));
+  }
+  for (index_t t = 0; t < x.rows(); ++t) {
+    const Scalar mean = x.row(t).mean();
+    const Scalar variance = (x.row(t).array() - mean).square().sum() / Scalar(channels);
+    const Scalar rstd = Scalar(1) / std::sqrt(variance + eps);
+    const auto xhat = (x.row(t).array() - mean) * rstd;
+    const auto g = d_out.row(t).array() * w.gain.array();
+    const Scalar mean_g = g.sum() / Scalar(channels);
+    const Scalar mean_g_xhat = (g * xhat).sum() / Scalar(channels);
+    grad.gain.array() += d_out.row(t).array() * xhat;
+    grad.bias += d_out.row(t);
+    d_x.row(t).array() += rstd * (g - mean_g - xhat * mean_g_xhat);
+  }
+}
+
 }  // namespace eigenformer

@@ -78,4 +78,45 @@ void linear_forward(matrix_cref<Scalar> x, const linear_weights<Scalar>& w,
   });
 }
 
+/// Backward of y = x W + b, given d_out = dL/dy [T x out]:
+///   dW += x^T d_out   [in x out]      db += column sums of d_out   [1 x out]
+///   dx += d_out W^T   [T x in]        (skipped when d_x is empty)
+/// Every backward function in the library ADDS to the gradients it is given, parameters and
+/// inputs alike: parameter gradients must sum over micro-batches and over the two uses of a tied
+/// embedding, and the residual stream's gradient sums the skip path and the branch. Callers
+/// zero gradients once. Threads split columns of dW and of dx (fixed blocks, no reductions
+/// across threads), so the result is bit-identical for any thread count.
+template <class Scalar>
+void linear_backward(matrix_cref<Scalar> x, const linear_weights<Scalar>& w,
+                     matrix_cref<Scalar> d_out, linear_weights<Scalar>& grad,
+                     matrix_ref<Scalar> d_x) {
+  const index_t n_in = w.in_features(), n_out = w.out_features();
+  if (w.is_packed() || x.cols() != n_in || d_out.rows() != x.rows() || d_out.cols() != n_out ||
+      grad.weight.rows() != n_in || grad.weight.cols() != n_out || grad.bias.size() != n_out ||
+      (d_x.size() != 0 && (d_x.rows() != x.rows() || d_x.cols() != n_in))) {
+    throw shape_error(
+        detail::concat("linear_backward: x is [", x.rows(), " x ", x.cols(), "], W is [", n_in,
+                       " x ", n_out, "]", w.is_packed() ? " (bf16-packed)" : "", ", d_out is [",
+                       d_out.rows(), " x ", d_out.cols(), "], dW is [", grad.weight.rows(), " x ",
+                       grad.weight.cols(), "], d_x is [", d_x.rows(), " x ", d_x.cols(), "]"));
+  }
+  const index_t out_blocks = (n_out + linear_column_block - 1) / linear_column_block;
+  const index_t in_blocks =
+      d_x.size() == 0 ? 0 : (n_in + linear_column_block - 1) / linear_column_block;
+  parallel_for(out_blocks + in_blocks, [&](index_t block) {
+    if (block < out_blocks) {
+      const index_t first = block * linear_column_block;
+      const index_t width = std::min(linear_column_block, n_out - first);
+      const auto d_out_cols = d_out.middleCols(first, width);
+      grad.weight.middleCols(first, width).noalias() += x.transpose() * d_out_cols;
+      grad.bias.segment(first, width) += d_out_cols.colwise().sum();
+    } else {
+      const index_t first = (block - out_blocks) * linear_column_block;
+      const index_t width = std::min(linear_column_block, n_in - first);
+      d_x.middleCols(first, width).noalias() +=
+          d_out * w.weight.middleRows(first, width).transpose();
+    }
+  });
+}
+
 }  // namespace eigenformer

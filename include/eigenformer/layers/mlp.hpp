@@ -2,6 +2,7 @@
 #pragma once
 
 #include <algorithm>
+#include <type_traits>
 
 #include "eigenformer/core/error.hpp"
 #include "eigenformer/core/parallel.hpp"
@@ -10,6 +11,25 @@
 #include "eigenformer/ops/gelu.hpp"
 
 namespace eigenformer {
+
+namespace detail {
+/// Runs body(rows) — or body(rows, first_row) — on blocks of 16 rows of m, in parallel.
+/// For element-wise work: any split gives the same bits, and a block is contiguous.
+/// (tanh is the costliest op outside the GEMMs: serial, it took ~8% of a prefill.)
+template <class Scalar, class Body>
+void for_row_blocks(matrix_ref<Scalar> m, const Body& body) {
+  constexpr index_t rows_per_block = 16;
+  parallel_for((m.rows() + rows_per_block - 1) / rows_per_block, [&](index_t block) {
+    const index_t first = block * rows_per_block;
+    auto rows = m.middleRows(first, std::min(rows_per_block, m.rows() - first));
+    if constexpr (std::is_invocable_v<Body, matrix_ref<Scalar>, index_t>) {
+      body(rows, first);
+    } else {
+      body(rows);
+    }
+  });
+}
+}  // namespace detail
 
 template <class Scalar>
 struct mlp_weights {
@@ -29,14 +49,51 @@ void mlp_forward(matrix_cref<Scalar> x, const mlp_weights<Scalar>& w, matrix_ref
   }
   auto h = hidden.topRows(x.rows());
   linear_forward<Scalar>(x, w.fc, h);
-  // Element-wise, so any split gives the same bits; blocks of rows keep each thread's part
-  // contiguous. (tanh is the costliest op outside the GEMMs: serial, it took ~8% of a prefill.)
-  constexpr index_t rows_per_block = 16;
-  parallel_for((h.rows() + rows_per_block - 1) / rows_per_block, [&](index_t block) {
-    const index_t first = block * rows_per_block;
-    gelu_tanh_inplace<Scalar>(h.middleRows(first, std::min(rows_per_block, h.rows() - first)));
-  });
+  detail::for_row_blocks<Scalar>(h,
+                                 [](matrix_ref<Scalar> rows) { gelu_tanh_inplace<Scalar>(rows); });
   linear_forward<Scalar>(h, w.proj, out);
+}
+
+/// What the MLP's backward pass needs from the forward pass of B*T tokens.
+template <class Scalar>
+struct mlp_activations {
+  matrix<Scalar> pre_gelu;  // [B*T x 4C], x W_fc + b_fc
+  matrix<Scalar> hidden;    // [B*T x 4C], gelu(pre_gelu), the input of c_proj
+
+  mlp_activations() = default;
+  mlp_activations(index_t rows, index_t n_inner) : pre_gelu(rows, n_inner), hidden(rows, n_inner) {}
+};
+
+/// mlp_forward for training: keeps the hidden activations before and after GELU.
+/// x: [B*T x C], out: [B*T x C].
+template <class Scalar>
+void mlp_forward_train(matrix_cref<Scalar> x, const mlp_weights<Scalar>& w,
+                       mlp_activations<Scalar>& acts, matrix_ref<Scalar> out) {
+  linear_forward<Scalar>(x, w.fc, acts.pre_gelu);
+  acts.hidden = acts.pre_gelu;
+  detail::for_row_blocks<Scalar>(acts.hidden,
+                                 [](matrix_ref<Scalar> rows) { gelu_tanh_inplace<Scalar>(rows); });
+  linear_forward<Scalar>(acts.hidden, w.proj, out);
+}
+
+/// Backward of mlp_forward_train, given d_out = dL/d out [B*T x C]; x is the forward's input and
+/// d_hidden a [B*T x 4C] scratch. Adds to grad and d_x (see linear_backward).
+template <class Scalar>
+void mlp_backward(matrix_cref<Scalar> x, const mlp_weights<Scalar>& w,
+                  const mlp_activations<Scalar>& acts, matrix_cref<Scalar> d_out,
+                  mlp_weights<Scalar>& grad, matrix_ref<Scalar> d_hidden, matrix_ref<Scalar> d_x) {
+  if (d_hidden.rows() != acts.hidden.rows() || d_hidden.cols() != acts.hidden.cols()) {
+    throw shape_error(detail::concat("mlp_backward: d_hidden is [", d_hidden.rows(), " x ",
+                                     d_hidden.cols(), "], the hidden activations [",
+                                     acts.hidden.rows(), " x ", acts.hidden.cols(), "]"));
+  }
+  d_hidden.setZero();
+  linear_backward<Scalar>(acts.hidden, w.proj, d_out, grad.proj, d_hidden);
+  const auto pre = matrix_cref<Scalar>(acts.pre_gelu);
+  detail::for_row_blocks<Scalar>(d_hidden, [&](matrix_ref<Scalar> rows, index_t first) {
+    gelu_tanh_backward_inplace<Scalar>(pre.middleRows(first, rows.rows()), rows);
+  });
+  linear_backward<Scalar>(x, w.fc, d_hidden, grad.fc, d_x);
 }
 
 }  // namespace eigenformer

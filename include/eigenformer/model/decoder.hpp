@@ -16,6 +16,7 @@
 #include "eigenformer/layers/block.hpp"
 #include "eigenformer/layers/embedding.hpp"
 #include "eigenformer/layers/layer_norm.hpp"
+#include "eigenformer/layers/lm_head.hpp"
 #include "eigenformer/model/activations.hpp"
 #include "eigenformer/model/config.hpp"
 #include "eigenformer/model/kv_cache.hpp"
@@ -122,14 +123,7 @@ matrix_cref<Scalar> lm_head(const model_config& config, const basic_model_weight
       return logits;
     }
   }
-  const auto& embedding = weights.output_embedding();  // [V x C]: one row per vocabulary entry
-  // Threads split the vocabulary into fixed blocks (bit-identical for any thread count).
-  const index_t n_blocks = (config.vocab_size + linear_column_block - 1) / linear_column_block;
-  parallel_for(n_blocks, [&](index_t block) {
-    const index_t first = block * linear_column_block;
-    const index_t width = std::min(linear_column_block, config.vocab_size - first);
-    logits.middleCols(first, width).noalias() = x * embedding.middleRows(first, width).transpose();
-  });
+  lm_head_forward<Scalar>(x, weights.output_embedding(), logits);
   return logits;
 }
 

@@ -1,0 +1,170 @@
+// eigenformer/model/training.hpp — the decoder's forward and backward pass over a batch, for
+// training.
+//
+// A batch is B sequences of T tokens, stored row after row: row b*T + t is token t of sequence b
+// (tokens and targets are vectors of B*T ids; target = the next token). The forward pass keeps
+// every activation the backward pass needs in basic_training_activations (llm.c's layout: one
+// plain struct, allocated once for a (B, T)); gradients live in a basic_model_weights, shaped
+// exactly like the weights they belong to.
+//
+//   forward:  x0 = wte[tokens] + wpe[t]; x_{l+1} = block_l(x_l); logits = ln_f(x_L) E^T;
+//             loss = mean cross-entropy(logits, targets)
+//   backward: the same steps in reverse, each layer's *_backward next to its forward.
+#pragma once
+
+#include <algorithm>
+#include <vector>
+
+#include "eigenformer/core/error.hpp"
+#include "eigenformer/core/parallel.hpp"
+#include "eigenformer/core/types.hpp"
+#include "eigenformer/layers/block.hpp"
+#include "eigenformer/layers/embedding.hpp"
+#include "eigenformer/layers/layer_norm.hpp"
+#include "eigenformer/layers/linear.hpp"
+#include "eigenformer/layers/lm_head.hpp"
+#include "eigenformer/model/config.hpp"
+#include "eigenformer/model/weights.hpp"
+#include "eigenformer/ops/cross_entropy.hpp"
+
+namespace eigenformer {
+
+/// Gradients have the shape of the weights: the same struct, the same parameter names.
+template <class Scalar>
+using basic_model_gradients = basic_model_weights<Scalar>;
+using model_gradients = basic_model_gradients<float>;
+
+/// Zeros shaped like `w` (an untied lm_head included, a tied one left empty). Also the shape of
+/// AdamW's moment estimates.
+template <class Scalar>
+basic_model_weights<Scalar> zeros_like(const model_config& config,
+                                       const basic_model_weights<Scalar>& w) {
+  validate_weights(config, w);
+  basic_model_weights<Scalar> z;
+  z.blocks.resize(w.blocks.size());
+  if (!w.tied_lm_head()) z.lm_head.resize(w.lm_head.rows(), w.lm_head.cols());
+  for_each_parameter(config, z, [](const std::string&, auto& tensor, const auto& shape) {
+    const index_t rows = shape.size() == 2 ? shape[0] : 1;
+    tensor.setZero(rows, shape.back());
+  });
+  return z;
+}
+
+/// Sets every tensor of `g` to zero, keeping its storage.
+template <class Scalar>
+void set_zero(const model_config& config, basic_model_weights<Scalar>& g) {
+  for_each_parameter(config, g,
+                     [](const std::string&, auto& tensor, const auto&) { tensor.setZero(); });
+}
+
+/// Everything the backward pass reads, and its scratch. Shapes [B*T x C] unless noted.
+template <class Scalar>
+struct basic_training_activations {
+  index_t n_sequences = 0, n_tokens = 0;  // B, T
+  matrix<Scalar> embedded;                // wte[tokens] + wpe[t], the input of block 0
+  std::vector<block_activations<Scalar>> blocks;
+  matrix<Scalar> final_normed;     // ln_f(x_L)
+  matrix<Scalar> logits;           // [B*T x V]; dL/dlogits after the backward pass
+  std::vector<double> row_losses;  // [B*T], each position's cross-entropy
+  // Backward scratch, shared by all layers.
+  block_backward_scratch<Scalar> backward;
+  matrix<Scalar> d_residual;  // dL/dx of the residual stream, carried down through the blocks
+
+  basic_training_activations() = default;
+  basic_training_activations(const model_config& config, index_t batch, index_t tokens)
+      : n_sequences(batch), n_tokens(tokens) {
+    config.validate();
+    if (batch <= 0 || tokens <= 0 || tokens > config.n_ctx) {
+      throw shape_error(detail::concat("training activations: B = ", batch, ", T = ", tokens,
+                                       " (need B >= 1 and 1 <= T <= n_ctx = ", config.n_ctx, ")"));
+    }
+    const index_t rows = batch * tokens, C = config.n_embd, H = config.mlp_hidden();
+    embedded.resize(rows, C);
+    blocks.assign(static_cast<std::size_t>(config.n_layer),
+                  block_activations<Scalar>(batch, tokens, C, config.n_head, H));
+    final_normed.resize(rows, C);
+    logits.resize(rows, config.vocab_size);
+    row_losses.resize(static_cast<std::size_t>(rows));
+    backward = block_backward_scratch<Scalar>(batch, tokens, C, config.n_head, H);
+    d_residual.resize(rows, C);
+  }
+
+  /// The residual stream entering block l (l = n_layer: entering ln_f).
+  const matrix<Scalar>& block_input(std::size_t l) const {
+    return l == 0 ? embedded : blocks[l - 1].out;
+  }
+};
+
+using training_activations = basic_training_activations<float>;
+
+namespace detail {
+template <class Scalar>
+void check_training_batch(const model_config& config, const basic_model_weights<Scalar>& w,
+                          const std::vector<token_id>& tokens, const std::vector<token_id>& targets,
+                          const basic_training_activations<Scalar>& acts) {
+  const index_t rows = acts.n_sequences * acts.n_tokens;
+  if (static_cast<index_t>(tokens.size()) != rows || static_cast<index_t>(targets.size()) != rows ||
+      static_cast<index_t>(acts.blocks.size()) != config.n_layer ||
+      acts.logits.cols() != config.vocab_size) {
+    throw shape_error(concat("training: ", tokens.size(), " tokens and ", targets.size(),
+                             " targets for activations of B = ", acts.n_sequences,
+                             " x T = ", acts.n_tokens, " (", acts.blocks.size(), " layers)"));
+  }
+  if (w.is_packed()) throw value_error("training: bf16-packed weights cannot be trained");
+  check_token_ids(tokens, config.vocab_size);
+}
+}  // namespace detail
+
+/// The forward pass of a batch; returns the mean cross-entropy over its B*T positions and keeps
+/// in `acts` what training_backward needs (logits included). For B = 1 the logits equal
+/// forward()'s (the untiled attention instead of the tiled one: the same math, last-bit
+/// differences in float).
+template <class Scalar>
+double training_forward(const model_config& config, const basic_model_weights<Scalar>& w,
+                        const std::vector<token_id>& tokens, const std::vector<token_id>& targets,
+                        basic_training_activations<Scalar>& acts) {
+  detail::check_training_batch(config, w, tokens, targets, acts);
+  const index_t T = acts.n_tokens;
+  for (index_t r = 0; r < acts.embedded.rows(); ++r) {
+    acts.embedded.row(r) = w.wte.row(tokens[std::size_t(r)]) + w.wpe.row(r % T);
+  }
+  const auto eps = Scalar(config.layer_norm_epsilon);
+  for (std::size_t l = 0; l < acts.blocks.size(); ++l) {
+    block_forward_train<Scalar>(acts.block_input(l), w.blocks[l], config.n_head, eps,
+                                acts.blocks[l]);
+  }
+  layer_norm_forward<Scalar>(acts.block_input(acts.blocks.size()), w.ln_f, eps, acts.final_normed);
+  lm_head_forward<Scalar>(acts.final_normed, w.output_embedding(), acts.logits);
+  return cross_entropy_loss<Scalar>(acts.logits, targets, acts.row_losses);
+}
+
+/// The backward pass of the training_forward just run with the same arguments: adds
+/// scale * dL/dθ to `grads` for every parameter θ (scale = 1 / k when accumulating k
+/// micro-batches). Overwrites acts.logits with dL/dlogits.
+template <class Scalar>
+void training_backward(const model_config& config, const basic_model_weights<Scalar>& w,
+                       const std::vector<token_id>& tokens, const std::vector<token_id>& targets,
+                       basic_training_activations<Scalar>& acts,
+                       basic_model_gradients<Scalar>& grads, Scalar scale = Scalar(1)) {
+  detail::check_training_batch(config, w, tokens, targets, acts);
+  const index_t rows = acts.embedded.rows();
+  cross_entropy_backward<Scalar>(acts.logits, targets, scale / Scalar(rows), acts.logits);
+
+  // LM head: logits = normed E^T, so d normed = dlogits E and dE += dlogits^T normed. A tied E is
+  // wte, whose gradient also collects the embedding's below.
+  auto& d_normed = acts.backward.d_normed;
+  d_normed.setZero();
+  lm_head_backward<Scalar>(acts.final_normed, w.output_embedding(), acts.logits,
+                           w.tied_lm_head() ? grads.wte : grads.lm_head, d_normed);
+  const auto eps = Scalar(config.layer_norm_epsilon);
+  acts.d_residual.setZero();
+  layer_norm_backward<Scalar>(acts.block_input(acts.blocks.size()), w.ln_f, eps, d_normed,
+                              grads.ln_f, acts.d_residual);
+  for (std::size_t l = acts.blocks.size(); l-- > 0;) {
+    block_backward<Scalar>(acts.block_input(l), w.blocks[l], config.n_head, eps, acts.blocks[l],
+                           grads.blocks[l], acts.backward, acts.d_residual);
+  }
+  embedding_backward<Scalar>(tokens, acts.n_sequences, acts.d_residual, grads.wte, grads.wpe);
+}
+
+}  // namespace eigenformer
