@@ -32,8 +32,8 @@ inline void check_targets(const char* where, index_t rows, index_t vocab,
 /// log(sum(exp(row))), shifted by the maximum so that it cannot overflow.
 template <class Row>
 double log_sum_exp(const Row& row) {
-  const double max_logit = double(row.maxCoeff());
-  return max_logit + std::log((row.template cast<double>().array() - max_logit).exp().sum());
+  const auto max_logit = row.maxCoeff();
+  return double(max_logit) + std::log(double((row.array() - max_logit).exp().sum()));
 }
 }  // namespace detail
 
