@@ -223,5 +223,97 @@ class Generate(unittest.TestCase):
                               "--head 4 is outside [0, 4)")
 
 
+DEMO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "demo")
+TEXT = ("It was the best of times, it was the worst of times, it was the age of wisdom, it was "
+        "the age of foolishness, it was the epoch of belief, it was the epoch of incredulity.\n")
+
+
+class Train(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.data = os.path.join(cls.tmp.name, "text.txt")
+        with open(cls.data, "w") as f:
+            f.write(TEXT * 20)
+        cls.out = os.path.join(cls.tmp.name, "model")
+        cls.r = run("train", "--data", cls.data, "--out", cls.out, "--layers", "1", "--heads", "2",
+                    "--embd", "32", "--ctx", "32", "--batch", "4", "--steps", "60",
+                    "--eval-every", "20", "--lr", "1e-2", "--seed", "3")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def test_writes_model_tokenizer_log_and_plot(self):
+        self.assertEqual(self.r.returncode, 0, self.r.stderr)
+        for name in ("config.json", "model.safetensors", "vocab.json", "merges.txt", "log.csv",
+                     "loss.png"):
+            self.assertTrue(os.path.isfile(os.path.join(self.out, name)), name)
+        with open(os.path.join(self.out, "config.json")) as f:
+            config = json.load(f)
+        self.assertEqual((config["n_layer"], config["n_embd"], config["vocab_size"]), (1, 32, 257))
+        with open(os.path.join(self.out, "loss.png"), "rb") as f:
+            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+        self.assertIn("ETA", self.r.stderr)
+        self.assertIn("tok/s", self.r.stderr)
+
+    def test_log_has_every_step_and_the_loss_falls(self):
+        with open(os.path.join(self.out, "log.csv")) as f:
+            rows = [line.strip().split(",") for line in f]
+        self.assertEqual(rows[0], ["step", "train_loss", "eval_loss", "lr", "tokens_per_s"])
+        self.assertEqual([int(r[0]) for r in rows[1:]], list(range(61)))
+        evals = {int(r[0]): float(r[2]) for r in rows[1:] if r[2]}
+        self.assertEqual(sorted(evals), [0, 20, 40, 60])
+        self.assertLess(evals[60], evals[0] - 1.5)  # from ~log(257) = 5.5
+        self.assertTrue(all(float(r[4]) > 0 for r in rows[2:]))
+
+    def test_generate_reads_the_trained_model_and_its_tokenizer(self):
+        r = run("generate", "--model", self.out, "--prompt", "it was the", "-n", "20",
+                "--temperature", "0", "--seed", "1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(r.stdout.startswith("it was the"), r.stdout)
+
+    def test_init_fine_tunes_a_checkpoint(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            r = run("train", "--data", self.data, "--out", tmp, "--init", self.out, "--batch", "2",
+                    "--steps", "3", "--eval-every", "3")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(os.path.join(tmp, "log.csv")) as f:
+                first_eval = float(f.readlines()[1].split(",")[2])
+            self.assertLess(first_eval, 4.0)  # starts from the trained weights, not from scratch
+
+    def test_bad_input(self):
+        d, o = self.data, os.path.join(self.tmp.name, "x")
+        BadInput.assert_fails(self, ["train", "--data", "/nonexistent.txt", "--out", o],
+                              "--data '/nonexistent.txt' cannot be read")
+        BadInput.assert_fails(self, ["train", "--data", d, "--out", o, "--ctx", "2000"],
+                              "too few")
+        BadInput.assert_fails(self, ["train", "--data", d, "--out", o, "--embd", "30"],
+                              "not divisible by n_head")
+        BadInput.assert_fails(self, ["train", "--data", d, "--out", o, "--tokenizer", "gpt2"],
+                              "--tokenizer gpt2 needs --tokenizer-dir")
+        BadInput.assert_fails(self, ["train", "--data", d, "--out", o, "--init", self.out,
+                                     "--layers", "2"], "excludes")
+        BadInput.assert_fails(self, ["train", "--data", d, "--out", o, "--steps", "0"],
+                              "at least 1")
+
+
+class DemoModel(unittest.TestCase):
+    """The committed demo model (examples/demo/model) writes recognisable English."""
+
+    def test_generated_words_are_words_of_its_book(self):
+        model = os.path.join(DEMO, "model")
+        r = run("generate", "--model", model, "--prompt", "And God said", "-n", "110",
+                "--temperature", "0.8", "--seed", "1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(DEMO, "kjv.txt")) as f:
+            vocabulary = set(w.strip(".,;:?!()'\"").lower() for w in f.read().split())
+        words = [w.strip(".,;:?!()'\"").lower() for w in r.stdout.split()]
+        words = [w for w in words if w]
+        known = sum(w in vocabulary for w in words)
+        self.assertGreater(len(words), 15, r.stdout)
+        self.assertGreater(known / len(words), 0.8, r.stdout)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
