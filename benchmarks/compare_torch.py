@@ -11,6 +11,11 @@ With --attention T (e.g. 4096), it also times the attention core alone (12 heads
 causal; no projections) on a synthetic n_ctx = T shape: PyTorch's eager attention (scores,
 masked_fill, softmax, @ v) against build/bench_ops' BM_AttentionCore/T (tiled online softmax).
 
+With --train B,T (e.g. 4,64), it also times one training step at the GPT-2 124M shape: PyTorch
+autograd (forward, loss.backward(), clip_grad_norm_, torch.optim.AdamW with weight decay on the
+matrices) against build/bench_train's BM_TrainStepGPT2/B/T (same work), each in its own
+process, so the peak resident memory (max RSS) of each is reported too.
+
 PyTorch side: an eager GPT-2 (nn.Linear/LayerNorm, F.softmax over the keys with a causal mask,
 tanh GELU), fp32, torch.inference_mode(). Prefill returns the logits of the last position only
 (as `eigenformer bench`'s ppN); generation runs one token at a time with a preallocated KV cache
@@ -22,6 +27,7 @@ import math
 import os
 import statistics
 import subprocess
+import sys
 import time
 
 import torch
@@ -126,6 +132,92 @@ def eigenformer_attention(bench_ops, T, threads, reps):
     return statistics.mean(b["real_time"] * scale[b["time_unit"]] for b in runs)
 
 
+class TrainGPT2(nn.Module):
+    """GPT-2 for training on [B, T] batches: tied LM head, causal attention, tanh GELU."""
+
+    def __init__(self, L=12, H=12, C=768, V=50257, P=1024):
+        super().__init__()
+        self.H = H
+        self.wte, self.wpe = nn.Embedding(V, C), nn.Embedding(P, C)
+        self.blocks = nn.ModuleList(nn.ModuleDict({
+            "ln_1": nn.LayerNorm(C), "c_attn": nn.Linear(C, 3 * C), "c_proj": nn.Linear(C, C),
+            "ln_2": nn.LayerNorm(C), "c_fc": nn.Linear(C, 4 * C), "mlp_proj": nn.Linear(4 * C, C)})
+            for _ in range(L))
+        self.ln_f = nn.LayerNorm(C)
+
+    def forward(self, ids, targets):
+        B, T = ids.shape
+        x = self.wte(ids) + self.wpe(torch.arange(T))
+        C = x.shape[-1]
+        d = C // self.H
+        mask = torch.ones(T, T, dtype=torch.bool).tril()
+        for b in self.blocks:
+            q, k, v = b["c_attn"](b["ln_1"](x)).split(C, dim=-1)
+            q, k, v = (t.view(B, T, self.H, d).transpose(1, 2) for t in (q, k, v))
+            s = (q @ k.transpose(-1, -2) / math.sqrt(d)).masked_fill(~mask, float("-inf"))
+            a = (F.softmax(s, dim=-1) @ v).transpose(1, 2).reshape(B, T, C)
+            x = x + b["c_proj"](a)
+            x = x + b["mlp_proj"](F.gelu(b["c_fc"](b["ln_2"](x)), approximate="tanh"))
+        logits = self.ln_f(x) @ self.wte.weight.T
+        return F.cross_entropy(logits.view(B * T, -1), targets.view(-1))
+
+
+def torch_train_worker(B, T, threads, reps):
+    """Runs in a child process: prints seconds per training step (mean after a warm-up)."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = TrainGPT2()
+    decay = [p for p in model.parameters() if p.dim() == 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=1e-4, betas=(0.9, 0.95), eps=1e-8)
+    ids = torch.randint(0, 50257, (B, T))
+    targets = torch.randint(0, 50257, (B, T))
+    times = []
+    for run in range(reps + 1):
+        start = time.perf_counter()
+        opt.zero_grad(set_to_none=False)
+        loss = model(ids, targets)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if run:
+            times.append(time.perf_counter() - start)
+    print(json.dumps({"seconds": statistics.mean(times)}))
+
+
+def run_measured(cmd, env=None):
+    """Runs cmd; returns (stdout, peak RSS of that process in MiB)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed with exit code {proc.returncode}")
+    return out, usage.ru_maxrss / 1024.0
+
+
+def compare_training(B, T, threads, reps, bench_train):
+    print()
+    print(f"training step (forward + backward + AdamW), GPT-2 124M shape, B = {B}, T = {T}, fp32")
+    print("| threads | PyTorch tok/s | eigenformer tok/s | ratio | PyTorch peak RSS MiB "
+          "| eigenformer peak RSS MiB |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for t in threads:
+        out, pt_rss = run_measured([sys.executable, __file__, "--torch-train-worker",
+                                    f"{B},{T}", "--threads", str(t), "-r", str(reps)])
+        pt_rate = B * T / json.loads(out)["seconds"]
+        env = dict(os.environ, OMP_NUM_THREADS=str(t))
+        out, ef_rss = run_measured([bench_train, f"--benchmark_filter=^BM_TrainStepGPT2/{B}/{T}(/|$)",
+                                    f"--benchmark_repetitions={reps}",
+                                    "--benchmark_format=json"], env)
+        runs = [b for b in json.loads(out)["benchmarks"] if b.get("run_type") == "iteration"]
+        ef_rate = statistics.mean(b["tokens/s"] for b in runs)
+        print(f"| {t} | {pt_rate:.1f} | {ef_rate:.1f} | {ef_rate / pt_rate:.2f}x | {pt_rss:.0f} "
+              f"| {ef_rss:.0f} |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--eigenformer", default="build/eigenformer")
@@ -137,7 +229,20 @@ def main():
     ap.add_argument("--attention", type=int, default=0,
                     help="also compare the attention core at this T (e.g. 4096)")
     ap.add_argument("--bench-ops", default="build/bench_ops")
+    ap.add_argument("--train", default="",
+                    help="also compare a training step at B,T (e.g. 4,64); --train-only skips the rest")
+    ap.add_argument("--train-only", action="store_true")
+    ap.add_argument("--bench-train", default="build/bench_train")
+    ap.add_argument("--torch-train-worker", default="", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.torch_train_worker:
+        B, T = (int(x) for x in a.torch_train_worker.split(","))
+        torch_train_worker(B, T, int(a.threads), a.r)
+        return
+    if a.train_only:
+        B, T = (int(x) for x in (a.train or "4,64").split(","))
+        compare_training(B, T, [int(x) for x in a.threads.split(",")], a.r, a.bench_train)
+        return
     prompts = [int(x) for x in a.p.split(",")]
     gens = [int(x) for x in a.n.split(",")]
     threads = [int(x) for x in a.threads.split(",")]
@@ -172,6 +277,10 @@ def main():
                 pt_s = torch_attention(a.attention, t, a.r)
             ef_s = eigenformer_attention(a.bench_ops, a.attention, t, a.r)
             print(f"| {t} | {pt_s * 1e3:.1f} | {ef_s * 1e3:.1f} | {pt_s / ef_s:.2f}x |")
+
+    if a.train:
+        B, T = (int(x) for x in a.train.split(","))
+        compare_training(B, T, threads, a.r, a.bench_train)
 
 
 if __name__ == "__main__":

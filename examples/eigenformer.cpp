@@ -637,7 +637,9 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--data", train.data, "UTF-8 (or any) text file to train on")->required();
   train_cmd->add_option("--out", train.out, "directory for the model, tokenizer, log.csv, loss.png")
       ->required();
-  train_cmd->add_option("--tokenizer", train.tokenizer, "bytes (default: 256 bytes + end of text) or gpt2")
+  train_cmd
+      ->add_option("--tokenizer", train.tokenizer,
+                   "bytes (default: 256 bytes + end of text) or gpt2")
       ->check(CLI::IsMember({"bytes", "gpt2"}));
   train_cmd->add_option("--tokenizer-dir", train.tokenizer_dir,
                         "vocab.json + merges.txt for --tokenizer gpt2 (default: the --init model)");
@@ -658,7 +660,8 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--warmup", train.warmup, "warm-up steps (default steps / 20)");
   train_cmd->add_option("--weight-decay", train.weight_decay, "AdamW weight decay (default 0.1)");
   train_cmd->add_option("--grad-clip", train.grad_clip, "max gradient norm, 0 = off (default 1)");
-  train_cmd->add_option("--eval-every", train.eval_every, "held-out evaluation period (default 100)");
+  train_cmd->add_option("--eval-every", train.eval_every,
+                        "held-out evaluation period (default 100)");
   train_cmd->add_option("--eval-batches", train.eval_batches, "batches per evaluation (default 8)");
   train_cmd->add_option("--eval-fraction", train.eval_fraction,
                         "held-out tail of the text (default 0.1)");

@@ -22,7 +22,8 @@ struct loss_point {
 
 class loss_plot {
  public:
-  loss_plot(int width, int height) : w_(width), h_(height), px_(std::size_t(width * height * 3), 255) {}
+  loss_plot(int width, int height)
+      : w_(width), h_(height), px_(std::size_t(width * height * 3), 255) {}
 
   /// Returns false if the PNG could not be written.
   bool write(const std::string& path, const std::vector<loss_point>& train,

@@ -103,7 +103,8 @@ inline int run_train(train_options opt) {
     if (tokenizer_source.empty()) {
       throw usage_error("--tokenizer gpt2 needs --tokenizer-dir DIR (vocab.json + merges.txt)");
     }
-    bpe = std::make_unique<ef::gpt2_tokenizer>(ef::gpt2_tokenizer::from_directory(tokenizer_source));
+    bpe =
+        std::make_unique<ef::gpt2_tokenizer>(ef::gpt2_tokenizer::from_directory(tokenizer_source));
     tokens = bpe->encode(text);
     vocab = bpe->vocab_size();
   }
@@ -124,7 +125,8 @@ inline int run_train(train_options opt) {
   t.seed = opt.seed;
   t.adamw.weight_decay = opt.weight_decay;
   t.adamw.max_grad_norm = opt.grad_clip;
-  const ef::index_t warmup = opt.warmup >= 0 ? opt.warmup : std::max<ef::index_t>(1, opt.steps / 20);
+  const ef::index_t warmup =
+      opt.warmup >= 0 ? opt.warmup : std::max<ef::index_t>(1, opt.steps / 20);
   t.schedule = {opt.lr, opt.min_lr >= 0 ? opt.min_lr : opt.lr / 10, warmup, opt.steps};
   if (opt.steps < 1 || opt.eval_every < 1 || opt.eval_batches < 1) {
     throw usage_error("--steps, --eval-every and --eval-batches must be at least 1");
@@ -139,10 +141,9 @@ inline int run_train(train_options opt) {
   csv << "step,train_loss,eval_loss,lr,tokens_per_s\n";
 
   ef::index_t n_params = 0;
-  ef::for_each_parameter(m.config, m.weights,
-                         [&](const std::string&, const auto& tensor, const auto&) {
-                           n_params += tensor.size();
-                         });
+  ef::for_each_parameter(
+      m.config, m.weights,
+      [&](const std::string&, const auto& tensor, const auto&) { n_params += tensor.size(); });
   std::fprintf(stderr,
                "train: %lld parameters (%lld layers, %lld heads, C = %lld, V = %lld, ctx %lld); "
                "%zu tokens (%zu train, %zu held out); B = %lld x T = %lld x %lld accumulation; "
@@ -173,8 +174,8 @@ inline int run_train(train_options opt) {
     train_seconds += dt;
     last_loss = r.loss;
     if (!std::isfinite(r.loss)) {
-      throw ef::value_error(ef::detail::concat("train: the loss became ", r.loss, " at step ",
-                                               step, " (try a lower --lr)"));
+      throw ef::value_error(ef::detail::concat("train: the loss became ", r.loss, " at step ", step,
+                                               " (try a lower --lr)"));
     }
     const double rate = tokens_per_step / dt;
     const double eta = train_seconds / double(step) * double(opt.steps - step);
@@ -195,8 +196,9 @@ inline int run_train(train_options opt) {
     } else if (evaluate || step % std::max<ef::index_t>(1, opt.steps / 20) == 0) {
       std::fprintf(stderr, "%s\n", line.c_str());
     }
-    if (evaluate) std::fprintf(stderr, "train: step %lld: held-out loss %.4f\n",
-                               static_cast<long long>(step), eval_loss);
+    if (evaluate)
+      std::fprintf(stderr, "train: step %lld: held-out loss %.4f\n", static_cast<long long>(step),
+                   eval_loss);
   }
   csv.close();
   const double total_seconds = std::chrono::duration<double>(clock::now() - start).count();
@@ -218,14 +220,15 @@ inline int run_train(train_options opt) {
       }
     }
   }
-  const bool plotted =
-      loss_plot(800, 450).write((out / "loss.png").string(), train_curve, eval_curve, double(opt.steps));
-  std::fprintf(stderr,
-               "train: %lld steps in %s (%.0f tok/s); train loss %.4f, held-out loss %.4f\n"
-               "train: wrote %s/{config.json, model.safetensors, vocab.json, merges.txt, log.csv%s}\n",
-               static_cast<long long>(opt.steps), duration(total_seconds).c_str(),
-               tokens_per_step * double(opt.steps) / train_seconds, last_loss, last_eval,
-               opt.out.c_str(), plotted ? ", loss.png" : "");
+  const bool plotted = loss_plot(800, 450).write((out / "loss.png").string(), train_curve,
+                                                 eval_curve, double(opt.steps));
+  std::fprintf(
+      stderr,
+      "train: %lld steps in %s (%.0f tok/s); train loss %.4f, held-out loss %.4f\n"
+      "train: wrote %s/{config.json, model.safetensors, vocab.json, merges.txt, log.csv%s}\n",
+      static_cast<long long>(opt.steps), duration(total_seconds).c_str(),
+      tokens_per_step * double(opt.steps) / train_seconds, last_loss, last_eval, opt.out.c_str(),
+      plotted ? ", loss.png" : "");
   if (!plotted) throw ef::io_error((out / "loss.png").string() + ": cannot write");
   return 0;
 }

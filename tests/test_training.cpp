@@ -33,6 +33,9 @@ std::vector<token_id> random_tokens(std::size_t n, int vocab, std::uint64_t seed
 
 /// Every parameter's gradient, whole model, against central differences of the loss.
 void check_model_gradients(bool untied) {
+  // Thousands of tiny forward passes: one thread avoids waking a team for each small product.
+  const int threads = eigenformer::num_threads();
+  eigenformer::set_num_threads(1);
   const auto config = small_config();
   auto w = ref::random_weights<double>(config, 131, untied);
   constexpr index_t B = 2, T = 5;
@@ -59,6 +62,7 @@ void check_model_gradients(bool untied) {
               gradcheck::tolerance)
         << params[i].first;
   }
+  eigenformer::set_num_threads(threads);
 }
 
 TEST(TrainingBackward, WholeModelMatchesFiniteDifferencesTiedHead) {

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "eigenformer/core/types.hpp"
+#include "eigenformer/ops/matmul.hpp"
 
 namespace eigenformer {
 
@@ -24,15 +25,16 @@ template <class Scalar>
 void gelu_tanh_backward_inplace(matrix_cref<Scalar> pre, matrix_ref<Scalar> grad) {
   const Scalar sqrt_2_over_pi = Scalar(0.7978845608028654);
   const Scalar cubic = Scalar(0.044715);
+  // t per row in a per-thread buffer, so that tanh runs vectorized once per element.
+  auto* t_data = detail::thread_buffer<Scalar, detail::buffer_use::activation_scratch>(
+      std::size_t(pre.cols()));
   for (index_t i = 0; i < pre.rows(); ++i) {
-    for (index_t j = 0; j < pre.cols(); ++j) {
-      const Scalar x = pre(i, j);
-      const Scalar t = std::tanh(sqrt_2_over_pi * (x + cubic * x * x * x));
-      const Scalar slope =
-          Scalar(0.5) * (Scalar(1) + t) + Scalar(0.5) * x * (Scalar(1) - t * t) * sqrt_2_over_pi *
-                                              (Scalar(1) + Scalar(3) * cubic * x * x);
-      grad(i, j) *= slope;
-    }
+    const auto x = pre.row(i).array();
+    Eigen::Map<Eigen::Array<Scalar, 1, Eigen::Dynamic>> t(t_data, pre.cols());
+    t = (sqrt_2_over_pi * (x + cubic * x.cube())).tanh();
+    grad.row(i).array() *= Scalar(0.5) * (Scalar(1) + t) +
+                           Scalar(0.5) * x * (Scalar(1) - t.square()) * sqrt_2_over_pi *
+                               (Scalar(1) + Scalar(3) * cubic * x.square());
   }
 }
 

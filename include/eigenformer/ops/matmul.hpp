@@ -26,7 +26,13 @@ namespace detail {
 
 /// A per-thread buffer that only grows, so the hot path allocates only on its first call. `Use`
 /// tells apart buffers that are alive at the same time on one thread.
-enum class buffer_use { widened_weights, rounded_input, input_pairs, partial_sums };
+enum class buffer_use {
+  widened_weights,
+  rounded_input,
+  input_pairs,
+  partial_sums,
+  activation_scratch
+};
 template <class T, buffer_use Use>
 T* thread_buffer(std::size_t count) {
   thread_local std::vector<T, Eigen::aligned_allocator<T>> buffer;

@@ -2,10 +2,10 @@
 // optional end-of-text id 256. Any text round-trips; the vocabulary is tiny, which suits small
 // models trained from scratch.
 //
-// Requires nlohmann-json (only save_byte_tokenizer, which writes it). It is saved as a GPT-2 BPE
-// tokenizer with no merges — vocab.json maps each byte, in GPT-2's byte alphabet, to its own
-// value — so gpt2_tokenizer, `eigenformer generate` and Hugging Face's GPT2Tokenizer all read it
-// and produce the same ids.
+// Requires nlohmann-json and PCRE2, through gpt2_bpe.hpp (GPT-2's byte alphabet). It is saved as a
+// GPT-2 BPE tokenizer with no merges — vocab.json maps each byte, in GPT-2's byte alphabet, to its
+// own value — so gpt2_tokenizer, `eigenformer generate` and Hugging Face's GPT2Tokenizer all read
+// it and produce the same ids.
 #pragma once
 
 #include <fstream>

@@ -140,17 +140,15 @@ double adamw_step(const model_config& config, basic_model_weights<Scalar>& weigh
     const auto [i, first] = items[std::size_t(item)];
     const index_t last = std::min(w[i].size, first + detail::optimizer_chunk);
     const Scalar decay = Scalar(w[i].is_matrix ? 1.0 - lr * options.weight_decay : 1.0);
-    Scalar* p = w[i].data;
-    Scalar* grad = g[i].data;
-    Scalar* m1 = m[i].data;
-    Scalar* m2 = v[i].data;
-    for (index_t j = first; j < last; ++j) {
-      if (grad_scale != Scalar(1)) grad[j] *= grad_scale;
-      p[j] *= decay;
-      m1[j] += (Scalar(1) - beta1) * (grad[j] - m1[j]);
-      m2[j] = beta2 * m2[j] + (Scalar(1) - beta2) * grad[j] * grad[j];
-      p[j] -= step_size * m1[j] / (std::sqrt(m2[j]) / bias_correction2_sqrt + eps);
-    }
+    using array = Eigen::Map<Eigen::Array<Scalar, Eigen::Dynamic, 1>>;
+    const index_t n = last - first;
+    array p(w[i].data + first, n), grad(g[i].data + first, n);
+    array m1(m[i].data + first, n), m2(v[i].data + first, n);
+    if (grad_scale != Scalar(1)) grad *= grad_scale;
+    p *= decay;
+    m1 += (Scalar(1) - beta1) * (grad - m1);
+    m2 = beta2 * m2 + (Scalar(1) - beta2) * grad.square();
+    p -= step_size * m1 / (m2.sqrt() / bias_correction2_sqrt + eps);
   });
   return norm;
 }
