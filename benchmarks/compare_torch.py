@@ -14,7 +14,8 @@ masked_fill, softmax, @ v) against build/bench_ops' BM_AttentionCore/T (tiled on
 With --train B,T (e.g. 4,64), it also times one training step at the GPT-2 124M shape: PyTorch
 autograd (forward, loss.backward(), clip_grad_norm_, torch.optim.AdamW with weight decay on the
 matrices) against build/bench_train's BM_TrainStepGPT2/B/T (same work), each in its own
-process, so the peak resident memory (max RSS) of each is reported too.
+process, so the peak resident memory (max RSS) of each is reported too. --train-shape demo
+compares at the demo model's shape instead (BM_TrainStepDemo, e.g. --train 16,128).
 
 PyTorch side: an eager GPT-2 (nn.Linear/LayerNorm, F.softmax over the keys with a causal mask,
 tanh GELU), fp32, torch.inference_mode(). Prefill returns the logits of the last position only
@@ -162,18 +163,25 @@ class TrainGPT2(nn.Module):
         return F.cross_entropy(logits.view(B * T, -1), targets.view(-1))
 
 
-def torch_train_worker(B, T, threads, reps):
+TRAIN_SHAPES = {  # name: (layers, heads, C, V, n_ctx, bench_train case)
+    "gpt2": (12, 12, 768, 50257, 1024, "BM_TrainStepGPT2"),
+    "demo": (4, 4, 128, 257, 128, "BM_TrainStepDemo"),
+}
+
+
+def torch_train_worker(shape, B, T, threads, reps):
     """Runs in a child process: prints seconds per training step (mean after a warm-up)."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = TrainGPT2()
+    L, H, C, V, P, _ = TRAIN_SHAPES[shape]
+    model = TrainGPT2(L, H, C, V, P)
     decay = [p for p in model.parameters() if p.dim() == 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=1e-4, betas=(0.9, 0.95), eps=1e-8)
-    ids = torch.randint(0, 50257, (B, T))
-    targets = torch.randint(0, 50257, (B, T))
+    ids = torch.randint(0, V, (B, T))
+    targets = torch.randint(0, V, (B, T))
     times = []
     for run in range(reps + 1):
         start = time.perf_counter()
@@ -198,18 +206,20 @@ def run_measured(cmd, env=None):
     return out, usage.ru_maxrss / 1024.0
 
 
-def compare_training(B, T, threads, reps, bench_train):
+def compare_training(shape, B, T, threads, reps, bench_train):
     print()
-    print(f"training step (forward + backward + AdamW), GPT-2 124M shape, B = {B}, T = {T}, fp32")
+    print(f"training step (forward + backward + AdamW), {shape} shape {TRAIN_SHAPES[shape][:5]}, "
+          f"B = {B}, T = {T}, fp32")
     print("| threads | PyTorch tok/s | eigenformer tok/s | ratio | PyTorch peak RSS MiB "
           "| eigenformer peak RSS MiB |")
     print("|---:|---:|---:|---:|---:|---:|")
     for t in threads:
         out, pt_rss = run_measured([sys.executable, __file__, "--torch-train-worker",
-                                    f"{B},{T}", "--threads", str(t), "-r", str(reps)])
+                                    f"{B},{T}", "--train-shape", shape, "--threads", str(t),
+                                    "-r", str(reps)])
         pt_rate = B * T / json.loads(out)["seconds"]
         env = dict(os.environ, OMP_NUM_THREADS=str(t))
-        out, ef_rss = run_measured([bench_train, f"--benchmark_filter=^BM_TrainStepGPT2/{B}/{T}(/|$)",
+        out, ef_rss = run_measured([bench_train, f"--benchmark_filter=^{TRAIN_SHAPES[shape][5]}/{B}/{T}(/|$)",
                                     f"--benchmark_repetitions={reps}",
                                     "--benchmark_format=json"], env)
         runs = [b for b in json.loads(out)["benchmarks"] if b.get("run_type") == "iteration"]
@@ -232,16 +242,19 @@ def main():
     ap.add_argument("--train", default="",
                     help="also compare a training step at B,T (e.g. 4,64); --train-only skips the rest")
     ap.add_argument("--train-only", action="store_true")
+    ap.add_argument("--train-shape", default="gpt2", choices=sorted(TRAIN_SHAPES),
+                    help="gpt2 (124M, default) or demo (the demo model's shape)")
     ap.add_argument("--bench-train", default="build/bench_train")
     ap.add_argument("--torch-train-worker", default="", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.torch_train_worker:
         B, T = (int(x) for x in a.torch_train_worker.split(","))
-        torch_train_worker(B, T, int(a.threads), a.r)
+        torch_train_worker(a.train_shape, B, T, int(a.threads), a.r)
         return
     if a.train_only:
         B, T = (int(x) for x in (a.train or "4,64").split(","))
-        compare_training(B, T, [int(x) for x in a.threads.split(",")], a.r, a.bench_train)
+        compare_training(a.train_shape, B, T, [int(x) for x in a.threads.split(",")], a.r,
+                         a.bench_train)
         return
     prompts = [int(x) for x in a.p.split(",")]
     gens = [int(x) for x in a.n.split(",")]
@@ -280,7 +293,7 @@ def main():
 
     if a.train:
         B, T = (int(x) for x in a.train.split(","))
-        compare_training(B, T, threads, a.r, a.bench_train)
+        compare_training(a.train_shape, B, T, threads, a.r, a.bench_train)
 
 
 if __name__ == "__main__":
