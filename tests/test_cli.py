@@ -282,6 +282,21 @@ class Train(unittest.TestCase):
                 first_eval = float(f.readlines()[1].split(",")[2])
             self.assertLess(first_eval, 4.0)  # starts from the trained weights, not from scratch
 
+    def test_gpt2_tokenizer(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            r = run("train", "--data", self.data, "--out", tmp, "--tokenizer", "gpt2",
+                    "--tokenizer-dir", TOKENIZER, "--layers", "1", "--heads", "2", "--embd", "16",
+                    "--ctx", "16", "--batch", "2", "--steps", "2", "--eval-every", "2")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(os.path.join(tmp, "config.json")) as f:
+                self.assertEqual(json.load(f)["vocab_size"], 50257)
+            with open(os.path.join(tmp, "merges.txt"), "rb") as a, \
+                    open(os.path.join(TOKENIZER, "merges.txt"), "rb") as b:
+                self.assertEqual(a.read(), b.read())  # the tokenizer travels with the model
+            g = run("generate", "--model", tmp, "--prompt", "it was", "-n", "3", "--seed", "1")
+            self.assertEqual(g.returncode, 0, g.stderr)
+            self.assertTrue(g.stdout.startswith("it was"))
+
     def test_bad_input(self):
         d, o = self.data, os.path.join(self.tmp.name, "x")
         BadInput.assert_fails(self, ["train", "--data", "/nonexistent.txt", "--out", o],

@@ -1,7 +1,7 @@
 // eigenformer/eigenformer.hpp — umbrella header: the whole library.
 //
-// The core (core/, ops/, layers/, model/) needs Eigen 3.4 only. The checkpoint readers in io/
-// also need nlohmann-json; they are included when it is available.
+// The core (core/, ops/, layers/, model/) and training (train/) need Eigen 3.4 only. The checkpoint
+// readers in io/ also need nlohmann-json; they are included when it is available.
 #pragma once
 
 #include "eigenformer/core/error.hpp"
@@ -13,15 +13,22 @@
 #include "eigenformer/layers/embedding.hpp"
 #include "eigenformer/layers/layer_norm.hpp"
 #include "eigenformer/layers/linear.hpp"
+#include "eigenformer/layers/lm_head.hpp"
 #include "eigenformer/layers/mlp.hpp"
 #include "eigenformer/model/activations.hpp"
 #include "eigenformer/model/config.hpp"
 #include "eigenformer/model/decoder.hpp"
 #include "eigenformer/model/kv_cache.hpp"
 #include "eigenformer/model/sampler.hpp"
+#include "eigenformer/model/training.hpp"
 #include "eigenformer/model/weights.hpp"
+#include "eigenformer/ops/cross_entropy.hpp"
 #include "eigenformer/ops/gelu.hpp"
 #include "eigenformer/ops/softmax.hpp"
+#include "eigenformer/train/adamw.hpp"
+#include "eigenformer/train/data.hpp"
+#include "eigenformer/train/lr_schedule.hpp"
+#include "eigenformer/train/trainer.hpp"
 
 #if defined(__has_include)
 #if __has_include(<nlohmann/json.hpp>)
