@@ -49,6 +49,37 @@ TYPED_TEST(Matmul, ColumnBlocksMatchDoublePrecision) {
   }
 }
 
+// accumulate = true (weight gradients): out += x W, starting from what out holds, on the same
+// tiles and leftovers; and transposed_copy, which feeds it x^T.
+TYPED_TEST(Matmul, AccumulatingColumnBlocksAddToTheOutput) {
+  using S = TypeParam;
+  ref::rng r(23);
+  for (const index_t rows : {1, 8, 19, 64}) {
+    for (const index_t width : {16, 48, 65}) {
+      const index_t K = 29, first = 16, N = first + width;
+      const auto x = ref::random_matrix<S>(rows, K, r);
+      const auto w = ref::random_matrix<S>(K, N, r);
+      eigenformer::matrix<S> out = ref::random_matrix<S>(rows, N, r);
+      ref::grid expected = ref::to_grid(out);
+      eigenformer::matmul_column_block<S>(x, w, nullptr, first, width, out, /*accumulate=*/true);
+      for (index_t t = 0; t < rows; ++t) {
+        for (index_t n = first; n < N; ++n) {
+          for (index_t k = 0; k < K; ++k) {
+            expected[size_t(t)][size_t(n)] += double(x(t, k)) * double(w(k, n));
+          }
+        }
+      }
+      EXPECT_LT(ref::relative_error(out, expected), ref::tolerance<S>())
+          << rows << " rows, width " << width;
+    }
+  }
+  const auto m = ref::random_matrix<S>(70, 131, r);  // more than one block of 64 rows of m^T
+  const auto t = eigenformer::detail::transposed_copy<S>(m);
+  ASSERT_EQ(t.rows(), 131);
+  ASSERT_EQ(t.cols(), 70);
+  EXPECT_EQ(eigenformer::matrix<S>(t), eigenformer::matrix<S>(m.transpose()));
+}
+
 // One row (decoding): chunks of matvec_row_chunk rows of W summed in order, including a partial
 // last chunk; bit-identical for any thread count.
 TYPED_TEST(Matmul, MatrixVectorChunksMatchDoublePrecision) {

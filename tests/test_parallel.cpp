@@ -85,4 +85,33 @@ TEST(Parallel, PackedBf16LogitsAreBitIdenticalForEveryThreadCount) {
   eigenformer::set_num_threads(saved);
 }
 
+TEST(Parallel, TrainingStepsAreBitIdenticalForEveryThreadCount) {
+  // Forward, backward (every layer's, the LM head's over > 1 vocabulary block) and AdamW.
+  eigenformer::model_config c;
+  c.n_layer = 2, c.n_head = 4, c.n_embd = 64, c.vocab_size = 500, c.n_ctx = 16;
+  std::vector<token_id> text(400);
+  ref::rng r(5);
+  for (auto& t : text) t = r.below(int(c.vocab_size));
+  eigenformer::training_options o;
+  o.batch = 3, o.seq_len = 16, o.grad_accum = 2, o.seed = 9;
+  o.schedule = {1e-3, 1e-4, 2, 4};
+  const int saved = eigenformer::num_threads();
+  std::vector<double> losses[3];
+  eigenformer::model_weights w[3];
+  for (int threads = 1; threads <= 3; ++threads) {
+    eigenformer::set_num_threads(threads);
+    auto& weights = w[threads - 1];
+    weights = eigenformer::init_gpt2_weights<float>(c, 8);
+    eigenformer::trainer t(c, weights, o);
+    for (int step = 0; step < 4; ++step) losses[threads - 1].push_back(t.step(text).loss);
+  }
+  eigenformer::set_num_threads(saved);
+  for (int k = 1; k < 3; ++k) {
+    EXPECT_EQ(losses[0], losses[k]) << k + 1 << " threads";
+    EXPECT_EQ(w[0].wte, w[k].wte) << k + 1 << " threads";
+    EXPECT_EQ(w[0].blocks[1].attn.qkv.weight, w[k].blocks[1].attn.qkv.weight);
+    EXPECT_EQ(w[0].blocks[0].mlp.fc.bias, w[k].blocks[0].mlp.fc.bias);
+  }
+}
+
 }  // namespace

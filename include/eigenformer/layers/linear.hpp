@@ -103,13 +103,16 @@ void linear_backward(matrix_cref<Scalar> x, const linear_weights<Scalar>& w,
   const index_t out_blocks = (n_out + linear_column_block - 1) / linear_column_block;
   const index_t in_blocks =
       d_x.size() == 0 ? 0 : (n_in + linear_column_block - 1) / linear_column_block;
+  // dW's blocks are x^T [in x T] times columns of d_out: with x^T copied row-major they run on
+  // matmul_column_block's register-tiled kernel (~1.6x Eigen's GEMM with the transposed view).
+  const auto x_t = detail::transposed_copy<Scalar>(x);
   parallel_for(out_blocks + in_blocks, [&](index_t block) {
     if (block < out_blocks) {
       const index_t first = block * linear_column_block;
       const index_t width = std::min(linear_column_block, n_out - first);
-      const auto d_out_cols = d_out.middleCols(first, width);
-      grad.weight.middleCols(first, width).noalias() += x.transpose() * d_out_cols;
-      grad.bias.segment(first, width) += d_out_cols.colwise().sum();
+      matmul_column_block<Scalar>(x_t, d_out, nullptr, first, width, grad.weight,
+                                  /*accumulate=*/true);
+      grad.bias.segment(first, width) += d_out.middleCols(first, width).colwise().sum();
     } else {
       const index_t first = (block - out_blocks) * linear_column_block;
       const index_t width = std::min(linear_column_block, n_in - first);

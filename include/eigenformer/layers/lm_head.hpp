@@ -47,12 +47,14 @@ void lm_head_backward(matrix_cref<Scalar> x, matrix_cref<Scalar> embedding,
   }
   const index_t vocab_blocks = (vocab + linear_column_block - 1) / linear_column_block;
   const index_t channel_blocks = (channels + linear_column_block - 1) / linear_column_block;
+  // d_logits^T [V x T] copied row-major: dE's row blocks then run on the register-tiled kernel.
+  const auto d_logits_t = detail::transposed_copy<Scalar>(d_logits);
   parallel_for(vocab_blocks + channel_blocks, [&](index_t block) {
     if (block < vocab_blocks) {
       const index_t first = block * linear_column_block;
       const index_t width = std::min(linear_column_block, vocab - first);
-      d_embedding.middleRows(first, width).noalias() +=
-          d_logits.middleCols(first, width).transpose() * x;
+      matmul_column_block<Scalar>(d_logits_t.middleRows(first, width), x, nullptr, 0, channels,
+                                  d_embedding.middleRows(first, width), /*accumulate=*/true);
     } else {
       const index_t first = (block - vocab_blocks) * linear_column_block;
       const index_t width = std::min(linear_column_block, channels - first);

@@ -31,7 +31,8 @@ enum class buffer_use {
   rounded_input,
   input_pairs,
   partial_sums,
-  activation_scratch
+  activation_scratch,
+  transposed_input
 };
 template <class T, buffer_use Use>
 T* thread_buffer(std::size_t count) {
@@ -40,14 +41,32 @@ T* thread_buffer(std::size_t count) {
   return buffer.data();
 }
 
+/// A row-major copy of m^T in the calling thread's transposed_input buffer, filled in parallel
+/// blocks of rows; valid until the next call on this thread. Lets products with a transposed
+/// operand (the weight gradients x^T dY) run on the row-major kernel below.
+template <class Scalar>
+Eigen::Map<matrix<Scalar>> transposed_copy(matrix_cref<Scalar> m) {
+  Scalar* data = thread_buffer<Scalar, buffer_use::transposed_input>(std::size_t(m.size()));
+  Eigen::Map<matrix<Scalar>> t(data, m.cols(), m.rows());
+  constexpr index_t rows_per_block = 64;
+  parallel_for((t.rows() + rows_per_block - 1) / rows_per_block, [&](index_t block) {
+    const index_t first = block * rows_per_block;
+    const index_t n = std::min(rows_per_block, t.rows() - first);
+    t.middleRows(first, n) = m.middleCols(first, n).transpose();
+  });
+  return t;
+}
+
 #if defined(__AVX512F__)
 /// tile [R x P*16] = x rows [R x K] times W columns [K x P*16]; ldx, ldw: row strides.
 template <int R, int P>
 void f32_tile(const float* x, index_t ldx, const float* w, index_t ldw, index_t K, float* out,
-              index_t ld_out, const float* bias) {
+              index_t ld_out, const float* bias, bool accumulate) {
   __m512 acc[R][P];
   for (int r = 0; r < R; ++r) {
-    for (int j = 0; j < P; ++j) acc[r][j] = _mm512_setzero_ps();
+    for (int j = 0; j < P; ++j) {
+      acc[r][j] = accumulate ? _mm512_loadu_ps(out + r * ld_out + j * 16) : _mm512_setzero_ps();
+    }
   }
   for (index_t k = 0; k < K; ++k) {
     __m512 b[P];
@@ -67,17 +86,17 @@ void f32_tile(const float* x, index_t ldx, const float* w, index_t ldw, index_t 
 /// Rows [first_row, first_row + R) of out's columns [first, first + 16 * n_panels).
 template <int R>
 void f32_rows(const float* x, index_t ldx, const float* w, index_t ldw, index_t K, float* out,
-              index_t ld_out, const float* bias, index_t first, index_t n_panels) {
+              index_t ld_out, const float* bias, index_t first, index_t n_panels, bool accumulate) {
   constexpr int P = R >= 8 ? 3 : 1;  // 8 rows x 3 panels = 24 independent accumulators
   index_t p = 0;
   const auto column = [&](index_t panel) { return first + panel * 16; };
   for (; p + P <= n_panels; p += P) {
     f32_tile<R, P>(x, ldx, w + column(p), ldw, K, out + column(p), ld_out,
-                   bias ? bias + column(p) : nullptr);
+                   bias ? bias + column(p) : nullptr, accumulate);
   }
   for (; p < n_panels; ++p) {
     f32_tile<R, 1>(x, ldx, w + column(p), ldw, K, out + column(p), ld_out,
-                   bias ? bias + column(p) : nullptr);
+                   bias ? bias + column(p) : nullptr, accumulate);
   }
 }
 #endif
@@ -85,11 +104,12 @@ void f32_rows(const float* x, index_t ldx, const float* w, index_t ldw, index_t 
 }  // namespace detail
 
 /// out.middleCols(first, width) = x W.middleCols(first, width) + bias (bias: N floats or
-/// nullptr). x: [T x K], W: [K x N], out: [T x N]. One column block; callers split the columns
-/// over threads.
+/// nullptr), or += with `accumulate` (gradients). x: [T x K], W: [K x N], out: [T x N]. One
+/// column block; callers split the columns over threads.
 template <class Scalar>
 void matmul_column_block(matrix_cref<Scalar> x, matrix_cref<Scalar> w, const Scalar* bias,
-                         index_t first, index_t width, matrix_ref<Scalar> out) {
+                         index_t first, index_t width, matrix_ref<Scalar> out,
+                         bool accumulate = false) {
   index_t done = 0;
 #if defined(__AVX512F__)
   // Fewer than 8 rows (decoding) make a matrix-vector product bound by reading W, where Eigen's
@@ -101,11 +121,11 @@ void matmul_column_block(matrix_cref<Scalar> x, matrix_cref<Scalar> w, const Sca
       index_t t = 0;
       for (; t + 8 <= x.rows(); t += 8) {
         detail::f32_rows<8>(x.data() + t * ldx, ldx, w.data(), ldw, K, out.data() + t * ld_out,
-                            ld_out, bias, first, n_panels);
+                            ld_out, bias, first, n_panels, accumulate);
       }
       for (; t < x.rows(); ++t) {
         detail::f32_rows<1>(x.data() + t * ldx, ldx, w.data(), ldw, K, out.data() + t * ld_out,
-                            ld_out, bias, first, n_panels);
+                            ld_out, bias, first, n_panels, accumulate);
       }
       done = n_panels * 16;
     }
@@ -113,7 +133,11 @@ void matmul_column_block(matrix_cref<Scalar> x, matrix_cref<Scalar> w, const Sca
 #endif
   if (done < width) {  // the plain path: Eigen's GEMM (or the columns left over by the kernel)
     auto out_block = out.middleCols(first + done, width - done);
-    out_block.noalias() = x * w.middleCols(first + done, width - done);
+    if (accumulate) {
+      out_block.noalias() += x * w.middleCols(first + done, width - done);
+    } else {
+      out_block.noalias() = x * w.middleCols(first + done, width - done);
+    }
     if (bias) {
       out_block.rowwise() +=
           Eigen::Map<const row_vector<Scalar>>(bias + first + done, width - done);
