@@ -68,6 +68,31 @@ TEST(LinearBackward, MatchesFiniteDifferences) {
   EXPECT_LT(gradcheck::relative_error(x, d_x, loss), gradcheck::tolerance);
 }
 
+TEST(LinearBackward, WideFloatLayersTakeTheTiledWeightGradientPath) {
+  // n_out >= 4 column blocks: dW runs on the register-tiled kernel with x^T copied; checked
+  // against double sums, starting from non-zero gradients (it must add).
+  ref::rng r(44);
+  const index_t T = 21, in = 37, out = 4 * eigenformer::linear_column_block + 5;
+  const eigenformer::linear_weights<float> w(ref::random_matrix<float>(in, out, r),
+                                             ref::random_row<float>(out, r));
+  const auto x = ref::random_matrix<float>(T, in, r);
+  const auto d_out = ref::random_matrix<float>(T, out, r);
+  eigenformer::linear_weights<float> grad(ref::random_matrix<float>(in, out, r),
+                                          ref::random_row<float>(out, r));
+  const auto before = grad.weight;
+  eigenformer::matrix<float> d_x = eigenformer::matrix<float>::Zero(T, in);
+  eigenformer::linear_backward<float>(x, w, d_out, grad, d_x);
+  double max_err = 0;
+  for (index_t i = 0; i < in; ++i) {
+    for (index_t j = 0; j < out; ++j) {
+      double expected = before(i, j);
+      for (index_t t = 0; t < T; ++t) expected += double(x(t, i)) * double(d_out(t, j));
+      max_err = std::max(max_err, std::abs(expected - double(grad.weight(i, j))));
+    }
+  }
+  EXPECT_LT(max_err, 1e-4);  // sums of 21 products of magnitude <= 1
+}
+
 TEST(LinearBackward, AddsToTheGradientsItIsGiven) {
   ref::rng r(42);
   const eigenformer::linear_weights<double> w(ref::random_matrix<double>(3, 2, r),
