@@ -40,7 +40,7 @@ struct fixture {
   }
 };
 
-/// max |a - b| over every parameter, and the names of tensors that differ by more than `tol`.
+/// max |a - b| over every parameter of two weight sets of the same shape.
 double max_difference(const eigenformer::model_config& c, eigenformer::model_weights& a,
                       eigenformer::model_weights& b) {
   std::vector<const float*> pa;

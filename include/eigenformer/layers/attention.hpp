@@ -266,11 +266,6 @@ struct attention_activations {
         qkv(batch * tokens, 3 * channels),
         probs(batch * heads_ * tokens, tokens),
         heads(batch * tokens, channels) {}
-
-  /// P of one (sequence, head): [T x T], row i = query i, zero above the diagonal.
-  auto head_probs(index_t sequence, index_t head) const {
-    return probs.middleRows((sequence * n_head + head) * n_tokens, n_tokens);
-  }
 };
 
 /// Buffers of the backward pass, shared by all layers.
