@@ -78,7 +78,8 @@ void BM_AttentionCore(benchmark::State& state) {
   bench::ef::attention_scratch<float> scratch(1, C);
   matrix<float> out(T, C);
   for (auto _ : state) {
-    bench::ef::causal_attention_head_groups<float>(q, k, v, H, 0, scratch.scores, out, nullptr);
+    bench::ef::causal_attention_head_groups<float>(
+        q, k, v, bench::ef::attention_config::multi_head(H, C), 0, scratch.scores, out, nullptr);
     benchmark::DoNotOptimize(out.data());
   }
   const double t = double(T);

@@ -1,18 +1,27 @@
-// eigenformer/layers/attention.hpp — causal multi-head self-attention.
+// eigenformer/layers/attention.hpp — causal multi-head self-attention, with the Llama family's
+// variants: grouped-query attention, rotary positions, q/k norms and a sliding window.
 //
 // Shapes: T new tokens (queries), n_past tokens already seen, Tk = n_past + T keys,
-// C channels, H heads, d = C / H. Head h owns columns [h*d, (h+1)*d) of Q, K, V and the output.
+// C channels, H query heads, G key/value heads (G divides H; G = H is plain multi-head
+// attention), d the head width (C / H unless the config says otherwise).
 //
-//   qkv = x W_qkv + b                     [T x 3C]   (fused projection; Q | K | V column blocks)
-//   per head h:
-//     S = Q_h K_h^T / sqrt(d)             [T x Tk]   row i = query i, column j = key j
-//     P = causal softmax of each ROW      [T x Tk]   P[i][j] = 0 exactly when j > n_past + i
-//     O_h = P V_h                         [T x d]
+//   qkv = x W_qkv + b                     [T x (H d + 2 G d)]   Q | K | V column blocks
+//   (q/k norm: RMSNorm of each head of Q and K over d — Qwen3)
+//   (rotary: rotate each head of Q and K by its position — layers/rope.hpp)
+//   per query head h, using key/value head g = h / (H / G):
+//     S = Q_h K_g^T / sqrt(d)             [T x Tk]   row i = query i, column j = key j
+//     P = masked softmax of each ROW      [T x Tk]   P[i][j] = 0 exactly unless j is visible
+//     O_h = P V_g                         [T x d]
 //   out = concat_h(O_h) W_proj + b        [T x C]
+//
+// The mask is one rule: query i, at position n_past + i, sees key j iff j <= n_past + i and,
+// with a sliding window W, j > n_past + i - W. Prefill and decoding use the same rule.
+// Grouped-query attention repeats each key/value head for H / G consecutive query heads; the KV
+// cache stores only the G heads (after rotation), which is its memory saving.
 //
 // That is the definition; the computation never holds S or P whole. It walks tiles of 64
 // queries x 512 keys with an online softmax (detail::attention_head_tiled), skips tiles that lie
-// entirely in the future, and needs O(T x d) memory. Only an attention observer, which asks to
+// entirely outside the mask, and needs O(T x d) memory. Only an attention observer, which asks to
 // see P, gets the untiled path.
 #pragma once
 
@@ -27,14 +36,46 @@
 #include "eigenformer/core/parallel.hpp"
 #include "eigenformer/core/types.hpp"
 #include "eigenformer/layers/linear.hpp"
+#include "eigenformer/layers/rms_norm.hpp"
+#include "eigenformer/layers/rope.hpp"
 #include "eigenformer/ops/softmax.hpp"
 
 namespace eigenformer {
 
+/// The shape of one attention layer (model_config has the same numbers; see attention_config_of
+/// in model/decoder.hpp).
+struct attention_config {
+  index_t n_head = 0;      // H, query heads
+  index_t n_kv_head = 0;   // G, key/value heads; H / G query heads share one
+  index_t head_dim = 0;    // d
+  index_t window = 0;      // W, sliding window; 0 means none
+  double qk_norm_eps = 0;  // eps of the q/k RMSNorms (used when the weights have them)
+
+  /// Plain multi-head attention over `channels` columns: G = H, d = channels / H.
+  static attention_config multi_head(index_t n_head, index_t channels) {
+    return attention_config{n_head, n_head, n_head > 0 ? channels / n_head : 0, 0, 0};
+  }
+  index_t q_width() const { return n_head * head_dim; }
+  index_t kv_width() const { return n_kv_head * head_dim; }
+  index_t qkv_width() const { return q_width() + 2 * kv_width(); }
+  /// The key/value head that query head h reads.
+  index_t kv_head_of(index_t h) const { return h / (n_head / n_kv_head); }
+
+  void validate(const char* where) const {
+    if (n_head <= 0 || n_kv_head <= 0 || head_dim <= 0 || n_head % n_kv_head != 0 || window < 0) {
+      throw shape_error(detail::concat(where, ": ", n_head, " query heads, ", n_kv_head,
+                                       " key/value heads of ", head_dim, " and window ", window,
+                                       " do not fit together"));
+    }
+  }
+};
+
 template <class Scalar>
 struct attention_weights {
-  linear_weights<Scalar> qkv;   // c_attn: [C x 3C], bias [3C]
-  linear_weights<Scalar> proj;  // c_proj: [C x C],  bias [C]
+  linear_weights<Scalar> qkv;   // [C x (H d + 2 G d)], bias [H d + 2 G d] (GPT-2: c_attn [C x 3C])
+  linear_weights<Scalar> proj;  // [H d x C], bias [C] (GPT-2: c_proj)
+  row_vector<Scalar> q_norm;    // [1 x d] RMSNorm gain of each query head; empty: no q/k norm
+  row_vector<Scalar> k_norm;    // [1 x d] of each key head
 };
 
 /// Called once per head with that head's attention weights P [T x Tk] (rows = queries, columns =
@@ -50,75 +91,92 @@ inline constexpr index_t attention_key_block = 512;
 /// Reusable buffers of one attention call, sized once for the longest sequence.
 template <class Scalar>
 struct attention_scratch {
-  matrix<Scalar> qkv;                  // [max_T x 3C]
+  matrix<Scalar> qkv;                  // [max_T x (H d + 2 G d)]
   std::vector<matrix<Scalar>> scores;  // one [query block x key block] tile per group of heads
-  matrix<Scalar> heads;                // [max_T x C], concatenated head outputs
+  matrix<Scalar> heads;                // [max_T x H d], concatenated head outputs
 
   attention_scratch() = default;
   /// `groups`: how many groups of heads may run at once (default: the thread count). The score
   /// tiles do not grow with the sequence: attention memory is O(T x C), never O(T^2).
-  attention_scratch(index_t max_tokens, index_t channels, int groups = 0)
-      : qkv(max_tokens, 3 * channels),
+  attention_scratch(index_t max_tokens, const attention_config& config, int groups = 0)
+      : qkv(max_tokens, config.qkv_width()),
         scores(static_cast<std::size_t>(groups > 0 ? groups : num_threads()),
                matrix<Scalar>(attention_query_block, attention_key_block)),
-        heads(max_tokens, channels) {}
+        heads(max_tokens, config.q_width()) {}
+  /// Multi-head attention over `channels` (GPT-2).
+  attention_scratch(index_t max_tokens, index_t channels, int groups = 0)
+      : attention_scratch(max_tokens, attention_config{1, 1, channels, 0, 0}, groups) {}
 };
 
-/// One layer's keys and values of the tokens seen so far (rows [0, n_past) are filled).
-/// Owned by a model::kv_cache; one per sequence, never shared between threads.
+/// One layer's keys and values of the tokens seen so far (rows [0, n_past) are filled), after
+/// rotation; only the G key/value heads. Owned by a model::kv_cache; one per sequence, never
+/// shared between threads.
 template <class Scalar>
 struct kv_cache_layer {
-  matrix<Scalar> keys;    // [n_ctx x C]
-  matrix<Scalar> values;  // [n_ctx x C]
+  matrix<Scalar> keys;    // [capacity x G d]
+  matrix<Scalar> values;  // [capacity x G d]
 };
 
 namespace detail {
+
+/// The keys query `position` sees: [first, position], first = position - W + 1 with a window.
+inline index_t first_visible_key(index_t position, index_t window) {
+  return window > 0 ? std::max<index_t>(0, position - window + 1) : 0;
+}
 
 /// One head's attention, the whole [T x Tk] weight matrix at once — for an observer to see.
 template <class Scalar>
 void attention_head_untiled(matrix_cref<Scalar> q, matrix_cref<Scalar> k, matrix_cref<Scalar> v,
                             index_t n_past, Scalar scale, matrix_ref<Scalar> weights,
-                            matrix_ref<Scalar> out) {
+                            matrix_ref<Scalar> out, index_t window = 0) {
   weights.noalias() = (q * scale) * k.transpose();
-  causal_softmax_rows_inplace<Scalar>(weights, n_past);
+  causal_softmax_rows_inplace<Scalar>(weights, n_past, window);
   out.noalias() = weights * v;
 }
 
 /// One head's attention in tiles with an online softmax (FlashAttention's recurrence): for each
 /// block of queries, walk the key blocks it can see, keeping per query the running maximum m and
 /// the running sum l of exp(score - m); when m grows, what was accumulated is rescaled by
-/// exp(m_old - m_new). Only a [query block x key block] tile of scores exists at a time.
+/// exp(m_old - m_new). Only a [query block x key block] tile of scores exists at a time. Key
+/// tiles start at multiples of the key block, so a row's arithmetic is the same whether it is
+/// computed in a prompt or while decoding.
 /// q: [T x d]; k, v: [Tk x d]; tile: at least [min(T, 64) x min(Tk, 512)]; out: [T x d].
 template <class Scalar>
 void attention_head_tiled(matrix_cref<Scalar> q, matrix_cref<Scalar> k, matrix_cref<Scalar> v,
                           index_t n_past, Scalar scale, matrix_ref<Scalar> tile,
-                          matrix_ref<Scalar> out) {
+                          matrix_ref<Scalar> out, index_t window = 0) {
   const index_t n_query = q.rows();
   Scalar running_max[attention_query_block], running_sum[attention_query_block];
   for (index_t r = 0; r < n_query; r += attention_query_block) {
     const index_t rows = std::min(attention_query_block, n_query - r);
     const index_t keys = n_past + r + rows;  // keys beyond are invisible to every query here
-    auto acc = out.middleRows(r, rows);      // accumulates P V, normalized at the end
+    // Keys before the window of the block's first query are invisible to all its queries.
+    const index_t first_key = first_visible_key(n_past + r, window);
+    auto acc = out.middleRows(r, rows);  // accumulates P V, normalized at the end
     acc.setZero();
     std::fill(running_max, running_max + rows, -std::numeric_limits<Scalar>::infinity());
     std::fill(running_sum, running_sum + rows, Scalar(0));
-    for (index_t c = 0; c < keys; c += attention_key_block) {
+    for (index_t c = first_key / attention_key_block * attention_key_block; c < keys;
+         c += attention_key_block) {
       const index_t width = std::min(attention_key_block, keys - c);
       auto s = tile.topLeftCorner(rows, width);
       s.noalias() = (q.middleRows(r, rows) * scale) * k.middleRows(c, width).transpose();
       for (index_t i = 0; i < rows; ++i) {
-        // Query i sits at position n_past + r + i and sees keys j <= that position: the
-        // causal rule. Invisible scores are never read and their weights are exact zeros.
-        const index_t visible = std::min(width, n_past + r + i - c + 1);
-        if (visible <= 0) {
+        // Query i sits at position n_past + r + i and sees keys [first, position] (the mask
+        // rule). Invisible scores are never read and their weights are exact zeros.
+        const index_t position = n_past + r + i;
+        const index_t begin = std::max<index_t>(first_visible_key(position, window) - c, 0);
+        const index_t end = std::min(width, position - c + 1);
+        if (end <= begin) {
           s.row(i).setZero();
           continue;
         }
-        auto row = s.row(i).head(visible).array();
+        auto row = s.row(i).segment(begin, end - begin).array();
         const Scalar new_max = std::max(running_max[i], row.maxCoeff());
         const Scalar rescale = std::exp(running_max[i] - new_max);  // 0 on the first block
         row = (row - new_max).exp();
-        s.row(i).tail(width - visible).setZero();
+        s.row(i).head(begin).setZero();
+        s.row(i).tail(width - end).setZero();
         running_sum[i] = running_sum[i] * rescale + row.sum();
         running_max[i] = new_max;
         if (rescale != Scalar(1)) acc.row(i) *= rescale;
@@ -129,122 +187,183 @@ void attention_head_tiled(matrix_cref<Scalar> q, matrix_cref<Scalar> k, matrix_c
   }
 }
 
+/// Query heads [first_head, last_head) of the attention core; q, k, v, out hold all heads.
+template <class Scalar>
+void attention_head_range(matrix_cref<Scalar> q, matrix_cref<Scalar> k, matrix_cref<Scalar> v,
+                          const attention_config& config, index_t n_past, index_t first_head,
+                          index_t last_head, matrix_ref<Scalar> scores, matrix_ref<Scalar> out,
+                          const attention_observer<Scalar>& observe) {
+  const index_t d = config.head_dim;
+  const Scalar scale = Scalar(1) / std::sqrt(Scalar(d));
+  for (index_t h = first_head; h < last_head; ++h) {
+    const index_t g = config.kv_head_of(h);
+    const auto q_h = q.middleCols(h * d, d);
+    const auto k_g = k.middleCols(g * d, d), v_g = v.middleCols(g * d, d);
+    if (observe) {
+      auto weights = scores.topLeftCorner(q.rows(), k.rows());
+      attention_head_untiled<Scalar>(q_h, k_g, v_g, n_past, scale, weights,
+                                     out.middleCols(h * d, d), config.window);
+      observe(h, weights);
+    } else {
+      attention_head_tiled<Scalar>(q_h, k_g, v_g, n_past, scale, scores, out.middleCols(h * d, d),
+                                   config.window);
+    }
+  }
+}
+
+inline void check_attention_core(const attention_config& config, index_t n_query, index_t q_cols,
+                                 index_t n_key, index_t k_cols, index_t v_rows, index_t v_cols,
+                                 index_t n_past, index_t out_rows, index_t out_cols) {
+  config.validate("attention");
+  if (n_past < 0 || n_key != n_past + n_query || v_rows != n_key || q_cols != config.q_width() ||
+      k_cols != config.kv_width() || v_cols != config.kv_width() || out_rows != n_query ||
+      out_cols != config.q_width()) {
+    throw shape_error(concat("attention: q [", n_query, " x ", q_cols, "], k [", n_key, " x ",
+                             k_cols, "], v [", v_rows, " x ", v_cols, "], n_past ", n_past,
+                             ", out [", out_rows, " x ", out_cols, "] do not fit ", config.n_head,
+                             " query heads and ", config.n_kv_head, " key/value heads of ",
+                             config.head_dim));
+  }
+}
+
 }  // namespace detail
 
-/// The attention core without projections: for every head, softmax(Q K^T / sqrt(d)) V with the
-/// causal rule "query i sees key j iff j <= n_past + i".
-/// q: [T x C]; k, v: [n_past + T x C]; out: [T x C]. scores: a scratch tile of at least
+/// The attention core without projections: for every query head h, softmax(Q_h K_g^T / sqrt(d))
+/// V_g with g = h / (H / G), under the mask rule (see the top of this file).
+/// q: [T x H d]; k, v: [n_past + T x G d]; out: [T x H d]. scores: a scratch tile of at least
 /// [min(T, attention_query_block) x min(n_past + T, attention_key_block)] — or, with an
 /// observer, the whole [T x n_past + T], since the observer sees each head's full weights.
+template <class Scalar>
+void causal_attention_heads(matrix_cref<Scalar> q, matrix_cref<Scalar> k, matrix_cref<Scalar> v,
+                            const attention_config& config, index_t n_past,
+                            matrix_ref<Scalar> scores, matrix_ref<Scalar> out,
+                            const attention_observer<Scalar>& observe = nullptr) {
+  detail::check_attention_core(config, q.rows(), q.cols(), k.rows(), k.cols(), v.rows(), v.cols(),
+                               n_past, out.rows(), out.cols());
+  const index_t need_rows = observe ? q.rows() : std::min(q.rows(), attention_query_block);
+  const index_t need_cols = observe ? k.rows() : std::min(k.rows(), attention_key_block);
+  if (scores.rows() < need_rows || scores.cols() < need_cols) {
+    throw shape_error(detail::concat("attention: scores buffer [", scores.rows(), " x ",
+                                     scores.cols(), "] is smaller than [", need_rows, " x ",
+                                     need_cols, "]"));
+  }
+  detail::attention_head_range<Scalar>(q, k, v, config, n_past, 0, config.n_head, scores, out,
+                                       observe);
+}
+
+/// Multi-head attention (G = H, d = C / H) over C = q.cols() channels.
 template <class Scalar>
 void causal_attention_heads(matrix_cref<Scalar> q, matrix_cref<Scalar> k, matrix_cref<Scalar> v,
                             index_t n_head, index_t n_past, matrix_ref<Scalar> scores,
                             matrix_ref<Scalar> out,
                             const attention_observer<Scalar>& observe = nullptr) {
-  const index_t n_query = q.rows(), channels = q.cols(), n_key = k.rows();
-  if (n_head <= 0 || channels % n_head != 0) {
-    throw shape_error(detail::concat("attention: ", channels, " channels cannot be split into ",
+  if (n_head <= 0 || q.cols() % n_head != 0) {
+    throw shape_error(detail::concat("attention: ", q.cols(), " channels cannot be split into ",
                                      n_head, " heads"));
   }
-  const index_t need_rows = observe ? n_query : std::min(n_query, attention_query_block);
-  const index_t need_cols = observe ? n_key : std::min(n_key, attention_key_block);
-  if (n_past < 0 || n_key != n_past + n_query || v.rows() != n_key || k.cols() != channels ||
-      v.cols() != channels || out.rows() != n_query || out.cols() != channels ||
-      scores.rows() < need_rows || scores.cols() < need_cols) {
-    throw shape_error(detail::concat(
-        "attention: q [", n_query, " x ", channels, "], k [", n_key, " x ", k.cols(), "], v [",
-        v.rows(), " x ", v.cols(), "], n_past ", n_past, ", scores buffer [", scores.rows(), " x ",
-        scores.cols(), "], out [", out.rows(), " x ", out.cols(), "] do not fit together"));
-  }
-  const index_t head_dim = channels / n_head;
-  const Scalar scale = Scalar(1) / std::sqrt(Scalar(head_dim));
-  for (index_t h = 0; h < n_head; ++h) {
-    const index_t col = h * head_dim;
-    const auto q_h = q.middleCols(col, head_dim), k_h = k.middleCols(col, head_dim),
-               v_h = v.middleCols(col, head_dim);
-    if (observe) {
-      auto weights = scores.topLeftCorner(n_query, n_key);
-      detail::attention_head_untiled<Scalar>(q_h, k_h, v_h, n_past, scale, weights,
-                                             out.middleCols(col, head_dim));
-      observe(h, weights);
-    } else {
-      detail::attention_head_tiled<Scalar>(q_h, k_h, v_h, n_past, scale, scores,
-                                           out.middleCols(col, head_dim));
-    }
-  }
+  causal_attention_heads<Scalar>(q, k, v, attention_config::multi_head(n_head, q.cols()), n_past,
+                                 scores, out, observe);
 }
 
-/// causal_attention_heads split over groups of heads, one score tile per group, groups in
+/// causal_attention_heads split over groups of query heads, one score tile per group, groups in
 /// parallel. A head's result does not depend on its group, so any grouping gives the same bits.
 /// With an observer the heads run in one group, in order, on the calling thread, untiled.
 template <class Scalar>
 void causal_attention_head_groups(matrix_cref<Scalar> q, matrix_cref<Scalar> k,
-                                  matrix_cref<Scalar> v, index_t n_head, index_t n_past,
-                                  std::vector<matrix<Scalar>>& scores, matrix_ref<Scalar> out,
+                                  matrix_cref<Scalar> v, const attention_config& config,
+                                  index_t n_past, std::vector<matrix<Scalar>>& scores,
+                                  matrix_ref<Scalar> out,
                                   const attention_observer<Scalar>& observe) {
   if (scores.empty()) throw shape_error("attention: no scores buffer");
-  const index_t head_dim = q.cols() / std::max<index_t>(n_head, 1);
-  const index_t n_groups =
-      observe ? 1 : std::min<index_t>(n_head, static_cast<index_t>(scores.size()));
   if (observe) {  // inspection, not the hot path: the full weight matrix is allocated here
     matrix<Scalar> weights(q.rows(), k.rows());
-    causal_attention_heads<Scalar>(q, k, v, n_head, n_past, weights, out, observe);
+    causal_attention_heads<Scalar>(q, k, v, config, n_past, weights, out, observe);
     return;
   }
-  if (n_groups <= 1 || q.cols() % n_head != 0) {
-    causal_attention_heads<Scalar>(q, k, v, n_head, n_past, scores.front(), out);
+  const index_t n_groups = std::min<index_t>(config.n_head, static_cast<index_t>(scores.size()));
+  if (n_groups <= 1) {
+    causal_attention_heads<Scalar>(q, k, v, config, n_past, scores.front(), out);
     return;
   }
+  detail::check_attention_core(config, q.rows(), q.cols(), k.rows(), k.cols(), v.rows(), v.cols(),
+                               n_past, out.rows(), out.cols());
   parallel_for(n_groups, [&](index_t g) {
-    const index_t first = g * n_head / n_groups, last = (g + 1) * n_head / n_groups;
-    const index_t col = first * head_dim, width = (last - first) * head_dim;
-    causal_attention_heads<Scalar>(q.middleCols(col, width), k.middleCols(col, width),
-                                   v.middleCols(col, width), last - first, n_past,
-                                   scores[static_cast<std::size_t>(g)], out.middleCols(col, width));
+    detail::attention_head_range<Scalar>(q, k, v, config, n_past, g * config.n_head / n_groups,
+                                         (g + 1) * config.n_head / n_groups,
+                                         scores[static_cast<std::size_t>(g)], out, nullptr);
   });
 }
 
 /// Causal self-attention of T new tokens.
-/// x: [T x C] (already layer-normed), out: [T x C], scratch sized for at least T tokens.
-/// Without a cache the tokens are the whole sequence. With `cache`, the tokens sit at positions
-/// [n_past, n_past + T): their keys and values are appended to the cache rows, and each query
-/// attends to the cached keys as well — the work is proportional to the keys, not a re-run of
-/// the prefix.
+/// x: [T x C] (already normed), out: [T x C], scratch sized for at least T tokens of `config`.
+/// `rope`: cos/sin of the T new positions (rows [0, T)), or nullptr for models whose positions
+/// are learned embeddings (GPT-2). Without a cache the tokens are the whole sequence. With
+/// `cache`, the tokens sit at positions [n_past, n_past + T): their keys and values are appended
+/// to the cache rows, and each query attends to the cached keys as well — the work is
+/// proportional to the keys, not a re-run of the prefix.
+template <class Scalar>
+void causal_self_attention_forward(matrix_cref<Scalar> x, const attention_weights<Scalar>& w,
+                                   const attention_config& config,
+                                   attention_scratch<Scalar>& scratch, matrix_ref<Scalar> out,
+                                   const attention_observer<Scalar>& observe = nullptr,
+                                   kv_cache_layer<Scalar>* cache = nullptr, index_t n_past = 0,
+                                   const rope_tables<Scalar>* rope = nullptr) {
+  config.validate("attention");
+  const index_t n_tokens = x.rows();
+  const index_t q_width = config.q_width(), kv_width = config.kv_width();
+  if (scratch.qkv.rows() < n_tokens || scratch.qkv.cols() != config.qkv_width() ||
+      scratch.heads.rows() < n_tokens || scratch.heads.cols() != q_width) {
+    throw shape_error(detail::concat("attention: scratch [", scratch.qkv.rows(), " x ",
+                                     scratch.qkv.cols(), "] does not fit ", n_tokens,
+                                     " tokens of q|k|v width ", config.qkv_width()));
+  }
+  auto qkv = scratch.qkv.topRows(n_tokens);
+  linear_forward<Scalar>(x, w.qkv, qkv);
+  auto q = qkv.leftCols(q_width);
+  auto k = qkv.middleCols(q_width, kv_width);
+  const auto v = qkv.rightCols(kv_width);
+  if (w.q_norm.size() > 0) {  // Qwen3: per-head RMSNorm of q and k, before the rotation
+    const auto eps = Scalar(config.qk_norm_eps);
+    rms_norm_heads_inplace<Scalar>(q, config.n_head, w.q_norm, eps);
+    rms_norm_heads_inplace<Scalar>(k, config.n_kv_head, w.k_norm, eps);
+  }
+  if (rope) {
+    rope_apply_inplace<Scalar>(q, config.n_head, rope->cos, rope->sin);
+    rope_apply_inplace<Scalar>(k, config.n_kv_head, rope->cos, rope->sin);
+  }
+  auto heads = scratch.heads.topRows(n_tokens);
+  if (cache == nullptr) {
+    causal_attention_head_groups<Scalar>(q, k, v, config, 0, scratch.scores, heads, observe);
+  } else {
+    const index_t n_keys = n_past + n_tokens;
+    if (n_past < 0 || n_keys > cache->keys.rows() || cache->keys.cols() != kv_width ||
+        cache->values.rows() != cache->keys.rows() || cache->values.cols() != kv_width) {
+      throw shape_error(detail::concat("attention: ", n_past, " cached + ", n_tokens,
+                                       " new tokens do not fit a KV cache of [", cache->keys.rows(),
+                                       " x ", cache->keys.cols(), "]"));
+    }
+    cache->keys.middleRows(n_past, n_tokens) = k;
+    cache->values.middleRows(n_past, n_tokens) = v;
+    causal_attention_head_groups<Scalar>(q, cache->keys.topRows(n_keys),
+                                         cache->values.topRows(n_keys), config, n_past,
+                                         scratch.scores, heads, observe);
+  }
+  linear_forward<Scalar>(heads, w.proj, out);
+}
+
+/// Multi-head attention with learned positions (GPT-2): H heads of C / H over x's C channels.
 template <class Scalar>
 void causal_self_attention_forward(matrix_cref<Scalar> x, const attention_weights<Scalar>& w,
                                    index_t n_head, attention_scratch<Scalar>& scratch,
                                    matrix_ref<Scalar> out,
                                    const attention_observer<Scalar>& observe = nullptr,
                                    kv_cache_layer<Scalar>* cache = nullptr, index_t n_past = 0) {
-  const index_t n_tokens = x.rows(), channels = x.cols();
-  if (scratch.qkv.rows() < n_tokens || scratch.qkv.cols() != 3 * channels ||
-      scratch.heads.rows() < n_tokens || scratch.heads.cols() != channels) {
-    throw shape_error(detail::concat("attention: scratch sized for ", scratch.qkv.rows(),
-                                     " tokens of ", scratch.heads.cols(), " channels, got ",
-                                     n_tokens, " tokens of ", channels));
+  if (n_head <= 0 || x.cols() % n_head != 0) {
+    throw shape_error(detail::concat("attention: ", x.cols(), " channels cannot be split into ",
+                                     n_head, " heads"));
   }
-  auto qkv = scratch.qkv.topRows(n_tokens);
-  linear_forward<Scalar>(x, w.qkv, qkv);
-  auto heads = scratch.heads.topRows(n_tokens);
-  if (cache == nullptr) {
-    causal_attention_head_groups<Scalar>(qkv.leftCols(channels), qkv.middleCols(channels, channels),
-                                         qkv.rightCols(channels), n_head, 0, scratch.scores, heads,
-                                         observe);
-  } else {
-    const index_t n_keys = n_past + n_tokens;
-    if (n_past < 0 || n_keys > cache->keys.rows() || cache->keys.cols() != channels ||
-        cache->values.rows() != cache->keys.rows() || cache->values.cols() != channels) {
-      throw shape_error(detail::concat("attention: ", n_past, " cached + ", n_tokens,
-                                       " new tokens do not fit a KV cache of [", cache->keys.rows(),
-                                       " x ", cache->keys.cols(), "]"));
-    }
-    cache->keys.middleRows(n_past, n_tokens) = qkv.middleCols(channels, channels);
-    cache->values.middleRows(n_past, n_tokens) = qkv.rightCols(channels);
-    causal_attention_head_groups<Scalar>(qkv.leftCols(channels), cache->keys.topRows(n_keys),
-                                         cache->values.topRows(n_keys), n_head, n_past,
-                                         scratch.scores, heads, observe);
-  }
-  linear_forward<Scalar>(heads, w.proj, out);
+  causal_self_attention_forward<Scalar>(x, w, attention_config::multi_head(n_head, x.cols()),
+                                        scratch, out, observe, cache, n_past);
 }
 
 // --- Training: a batch of B sequences of T tokens; rows [b*T, (b+1)*T) belong to sequence b. ---

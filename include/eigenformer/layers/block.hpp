@@ -1,10 +1,12 @@
-// eigenformer/layers/block.hpp — the pre-LayerNorm residual transformer block of GPT-2:
+// eigenformer/layers/block.hpp — the pre-norm residual transformer block:
 //
-//   x = x + attn(ln_1(x))
-//   x = x + mlp(ln_2(x))
+//   x = x + attn(norm_1(x))
+//   x = x + mlp(norm_2(x))
 //
-// LayerNorm comes before each sub-layer and the residual stream x itself is never normalized,
-// which is what lets deep stacks train (the final LayerNorm after the stack normalizes it once).
+// The norm comes before each sub-layer and the residual stream x itself is never normalized,
+// which is what lets deep stacks train (the final norm after the stack normalizes it once).
+// Which norm (LayerNorm | RMSNorm), which MLP (GELU | SwiGLU) and the attention's shape come
+// from a block_config and are chosen once per call: GPT-2 and the Llama family share this code.
 #pragma once
 
 #include "eigenformer/core/error.hpp"
@@ -12,26 +14,46 @@
 #include "eigenformer/layers/attention.hpp"
 #include "eigenformer/layers/layer_norm.hpp"
 #include "eigenformer/layers/mlp.hpp"
+#include "eigenformer/layers/rms_norm.hpp"
+#include "eigenformer/layers/swiglu_mlp.hpp"
 
 namespace eigenformer {
 
+enum class norm_kind { layer_norm, rms_norm };  // LayerNorm (gain + bias) | RMSNorm (gain)
+enum class mlp_kind { gelu, swiglu };           // fc -> GELU -> proj | down(silu(gate) * up)
+
+/// What one block is: derived once from the model's config (model/decoder.hpp).
+struct block_config {
+  norm_kind norm = norm_kind::layer_norm;
+  double norm_eps = 1e-5;
+  mlp_kind mlp = mlp_kind::gelu;
+  attention_config attention;
+};
+
 template <class Scalar>
 struct block_weights {
-  layer_norm_weights<Scalar> ln_1;
+  layer_norm_weights<Scalar> ln_1;  // before attention (Llama: input_layernorm; bias empty)
   attention_weights<Scalar> attn;
-  layer_norm_weights<Scalar> ln_2;
-  mlp_weights<Scalar> mlp;
+  layer_norm_weights<Scalar> ln_2;  // before the MLP (Llama: post_attention_layernorm)
+  mlp_weights<Scalar> mlp;          // GELU: fc [C x H]; SwiGLU: fc = gate | up [C x 2I]
 };
 
 /// Buffers of one block call, sized once for the longest sequence and reused by every block.
 template <class Scalar>
 struct block_scratch {
-  matrix<Scalar> normed;    // [max_T x C], ln_1(x) then ln_2(x)
+  matrix<Scalar> normed;    // [max_T x C], norm_1(x) then norm_2(x)
   matrix<Scalar> sublayer;  // [max_T x C], attn(...) then mlp(...) before the residual add
-  matrix<Scalar> hidden;    // [max_T x n_inner], the MLP's hidden activations
+  matrix<Scalar> hidden;    // [max_T x fc width], the MLP's hidden activations
   attention_scratch<Scalar> attention;
 
   block_scratch() = default;
+  block_scratch(index_t max_tokens, index_t channels, const attention_config& attention_shape,
+                index_t mlp_fc_width)
+      : normed(max_tokens, channels),
+        sublayer(max_tokens, channels),
+        hidden(max_tokens, mlp_fc_width),
+        attention(max_tokens, attention_shape) {}
+  /// GPT-2's block: multi-head attention over C channels.
   block_scratch(index_t max_tokens, index_t channels, index_t n_inner)
       : normed(max_tokens, channels),
         sublayer(max_tokens, channels),
@@ -39,13 +61,26 @@ struct block_scratch {
         attention(max_tokens, channels) {}
 };
 
-/// x: [T x C], updated in place (the residual stream). `observe`, `cache` and `n_past` are
-/// passed to the attention (see causal_self_attention_forward).
+/// norm(x) into out: LayerNorm or RMSNorm (which reads only the gain). x, out: [T x C].
 template <class Scalar>
-void block_forward(matrix_ref<Scalar> x, const block_weights<Scalar>& w, index_t n_head,
-                   Scalar layer_norm_eps, block_scratch<Scalar>& scratch,
+void norm_forward(norm_kind kind, matrix_cref<Scalar> x, const layer_norm_weights<Scalar>& w,
+                  Scalar eps, matrix_ref<Scalar> out) {
+  if (kind == norm_kind::rms_norm) {
+    rms_norm_forward<Scalar>(x, w.gain, eps, out);
+  } else {
+    layer_norm_forward<Scalar>(x, w, eps, out);
+  }
+}
+
+/// x: [T x C], updated in place (the residual stream). `rope` (rotary models: cos/sin of the T
+/// positions), `observe`, `cache` and `n_past` are passed to the attention (see
+/// causal_self_attention_forward).
+template <class Scalar>
+void block_forward(matrix_ref<Scalar> x, const block_weights<Scalar>& w, const block_config& config,
+                   block_scratch<Scalar>& scratch,
                    const attention_observer<Scalar>& observe = nullptr,
-                   kv_cache_layer<Scalar>* cache = nullptr, index_t n_past = 0) {
+                   kv_cache_layer<Scalar>* cache = nullptr, index_t n_past = 0,
+                   const rope_tables<Scalar>* rope = nullptr) {
   const index_t n_tokens = x.rows();
   if (scratch.normed.rows() < n_tokens || scratch.normed.cols() != x.cols()) {
     throw shape_error(detail::concat("block_forward: scratch sized for ", scratch.normed.rows(),
@@ -54,15 +89,35 @@ void block_forward(matrix_ref<Scalar> x, const block_weights<Scalar>& w, index_t
   }
   auto normed = scratch.normed.topRows(n_tokens);
   auto sublayer = scratch.sublayer.topRows(n_tokens);
+  const auto eps = Scalar(config.norm_eps);
 
-  layer_norm_forward<Scalar>(x, w.ln_1, layer_norm_eps, normed);
-  causal_self_attention_forward<Scalar>(normed, w.attn, n_head, scratch.attention, sublayer,
-                                        observe, cache, n_past);
+  norm_forward<Scalar>(config.norm, x, w.ln_1, eps, normed);
+  causal_self_attention_forward<Scalar>(normed, w.attn, config.attention, scratch.attention,
+                                        sublayer, observe, cache, n_past, rope);
   x += sublayer;
 
-  layer_norm_forward<Scalar>(x, w.ln_2, layer_norm_eps, normed);
-  mlp_forward<Scalar>(normed, w.mlp, scratch.hidden, sublayer);
+  norm_forward<Scalar>(config.norm, x, w.ln_2, eps, normed);
+  if (config.mlp == mlp_kind::swiglu) {
+    swiglu_mlp_forward<Scalar>(normed, w.mlp, scratch.hidden, sublayer);
+  } else {
+    mlp_forward<Scalar>(normed, w.mlp, scratch.hidden, sublayer);
+  }
   x += sublayer;
+}
+
+/// GPT-2's block: LayerNorm, multi-head attention with n_head heads, GELU MLP.
+template <class Scalar>
+void block_forward(matrix_ref<Scalar> x, const block_weights<Scalar>& w, index_t n_head,
+                   Scalar layer_norm_eps, block_scratch<Scalar>& scratch,
+                   const attention_observer<Scalar>& observe = nullptr,
+                   kv_cache_layer<Scalar>* cache = nullptr, index_t n_past = 0) {
+  if (n_head <= 0 || x.cols() % n_head != 0) {
+    throw shape_error(detail::concat("block_forward: ", x.cols(), " channels cannot be split into ",
+                                     n_head, " heads"));
+  }
+  const block_config config{norm_kind::layer_norm, double(layer_norm_eps), mlp_kind::gelu,
+                            attention_config::multi_head(n_head, x.cols())};
+  block_forward<Scalar>(x, w, config, scratch, observe, cache, n_past);
 }
 
 /// What one block's backward pass needs from its forward pass over B*T tokens (its input x is

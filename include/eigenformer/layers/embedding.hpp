@@ -71,6 +71,38 @@ inline void embedding_forward(const std::vector<token_id>& tokens,
   }
 }
 
+/// out[t] = wte[tokens[t]]: the token embedding alone, for models whose positions are rotary.
+/// wte: [V x C], out: [T x C].
+template <class Scalar>
+void token_embedding_forward(const std::vector<token_id>& tokens, matrix_cref<Scalar> wte,
+                             matrix_ref<Scalar> out) {
+  const auto n_tokens = static_cast<index_t>(tokens.size());
+  if (out.rows() != n_tokens || out.cols() != wte.cols()) {
+    throw shape_error(detail::concat("token_embedding_forward: wte is [", wte.rows(), " x ",
+                                     wte.cols(), "], out is [", out.rows(), " x ", out.cols(),
+                                     "] for ", n_tokens, " tokens"));
+  }
+  check_token_ids(tokens, wte.rows());
+  for (index_t t = 0; t < n_tokens; ++t) out.row(t) = wte.row(tokens[static_cast<std::size_t>(t)]);
+}
+
+/// The same from a packed LM head E^T [C x V] (tied models after pack_weights_bf16).
+inline void token_embedding_forward(const std::vector<token_id>& tokens,
+                                    const packed_bf16_matrix& wte_transposed,
+                                    matrix_ref<float> out) {
+  const auto n_tokens = static_cast<index_t>(tokens.size());
+  if (out.rows() != n_tokens || out.cols() != wte_transposed.rows) {
+    throw shape_error(detail::concat("token_embedding_forward: packed wte^T is [",
+                                     wte_transposed.rows, " x ", wte_transposed.cols, "], out is [",
+                                     out.rows(), " x ", out.cols(), "] for ", n_tokens, " tokens"));
+  }
+  check_token_ids(tokens, wte_transposed.cols);
+  for (index_t t = 0; t < n_tokens; ++t) {
+    const index_t id = tokens[static_cast<std::size_t>(t)];
+    for (index_t c = 0; c < out.cols(); ++c) out(t, c) = wte_transposed(c, id);
+  }
+}
+
 /// Backward of embedding_forward for a batch of sequences: `tokens` holds `n_sequences` sequences
 /// of T = d_out.rows() / n_sequences tokens each, all starting at position 0, and d_out
 /// [B*T x C] is dL/d out. A row of wte gets the sum of d_out over every occurrence of its token

@@ -21,7 +21,7 @@ namespace eigenformer {
 template <class Scalar>
 struct linear_weights {
   matrix<Scalar> weight;      // [in x out]
-  row_vector<Scalar> bias;    // [1 x out]
+  row_vector<Scalar> bias;    // [1 x out]; empty: the layer has no bias (most Llama layers)
   packed_bf16_matrix packed;  // W [in x out] in bf16 instead of `weight` (float layers only)
 
   linear_weights() = default;
@@ -44,36 +44,37 @@ inline void pack_linear(linear_weights<float>& w, bf16_compute compute) {
 /// bit-identical for any number of threads; a multiple of 16 keeps blocks aligned to AVX-512.
 inline constexpr index_t linear_column_block = 192;
 
-/// out = x W + b.  x: [T x in], out: [T x out] (must not alias x).
+/// out = x W + b (or x W for an empty bias).  x: [T x in], out: [T x out] (must not alias x).
 /// Threads split the output columns: each block is an independent GEMM. One row (decoding, bound
 /// by reading W) goes to matvec_row_chunks, which streams W in order.
 template <class Scalar>
 void linear_forward(matrix_cref<Scalar> x, const linear_weights<Scalar>& w,
                     matrix_ref<Scalar> out) {
   if (x.cols() != w.in_features() || out.rows() != x.rows() || out.cols() != w.out_features() ||
-      w.bias.size() != w.out_features()) {
+      (w.bias.size() != 0 && w.bias.size() != w.out_features())) {
     throw shape_error(detail::concat("linear_forward: x is [", x.rows(), " x ", x.cols(),
                                      "], W is [", w.in_features(), " x ", w.out_features(),
                                      "], b has ", w.bias.size(), ", out is [", out.rows(), " x ",
                                      out.cols(), "]"));
   }
+  const Scalar* bias = w.bias.size() != 0 ? w.bias.data() : nullptr;
   if (w.is_packed()) {
     if constexpr (std::is_same_v<Scalar, float>) {
-      bf16_matmul(x, w.packed, w.bias.data(), out);
+      bf16_matmul(x, w.packed, bias, out);
       return;
     } else {
       throw value_error("linear_forward: bf16-packed weights need a float model");
     }
   }
   if (x.rows() == 1) {
-    matvec_row_chunks<Scalar>(x, w.weight, w.bias.data(), out);
+    matvec_row_chunks<Scalar>(x, w.weight, bias, out);
     return;
   }
   const index_t n_cols = w.out_features();
   const index_t n_blocks = (n_cols + linear_column_block - 1) / linear_column_block;
   parallel_for(n_blocks, [&](index_t block) {
     const index_t first = block * linear_column_block;
-    matmul_column_block<Scalar>(x, w.weight, w.bias.data(), first,
+    matmul_column_block<Scalar>(x, w.weight, bias, first,
                                 std::min(linear_column_block, n_cols - first), out);
   });
 }

@@ -21,6 +21,7 @@ struct basic_activations {
   index_t max_tokens = 0;
   matrix<Scalar> residual;      // [max_T x C], the residual stream x
   block_scratch<Scalar> block;  // shared by all blocks, which run one after another
+  rope_tables<Scalar> rope;     // [max_T x d/2] cos and sin of the current positions (rotary)
   matrix<Scalar> final_normed;  // [max_T x C], ln_f(x)
   matrix<Scalar> logits;        // [max_T x V] (or [1 x V] when built for the last position only)
 
@@ -34,7 +35,11 @@ struct basic_activations {
                                        " must be in [1, n_ctx = ", config.n_ctx, "]"));
     }
     residual.resize(max_tokens, config.n_embd);
-    block = block_scratch<Scalar>(max_tokens, config.n_embd, config.mlp_hidden());
+    block = block_scratch<Scalar>(max_tokens, config.n_embd, block_config_of(config).attention,
+                                  config.mlp_fc_width());
+    if (config.positions == position_kind::rotary) {
+      rope = rope_tables<Scalar>(max_tokens, config.rope, config.head_dim());
+    }
     final_normed.resize(max_tokens, config.n_embd);
     logits.resize(rows == logits_for::all_positions ? max_tokens : 1, config.vocab_size);
   }

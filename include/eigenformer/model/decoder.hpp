@@ -1,10 +1,13 @@
-// eigenformer/model/decoder.hpp — the GPT-2 decoder: token ids in, next-token logits out.
+// eigenformer/model/decoder.hpp — the decoder: token ids in, next-token logits out.
 //
-//   x = wte[ids] + wpe[0..T)                 [T x C]
-//   for each block: x = block(x)             pre-LN attention + MLP, residual
-//   logits = ln_f(x) E^T                     [T x V], E = wte (tied) or lm_head
-// With a KV cache, the T tokens continue a sequence of n_past tokens: positions start at n_past
-// and attention sees the cached keys/values (model/kv_cache.hpp).
+//   x = wte[ids] (+ wpe[0..T) for learned positions)       [T x C]
+//   for each block: x = block(x)    pre-norm attention + MLP, residual (rotary models rotate
+//                                   q and k by position inside the attention)
+//   logits = norm_f(x) E^T                                 [T x V], E = wte (tied) or lm_head
+// One loop for every family: the config says, once per call, which norm, positions, MLP and
+// attention shape the blocks use (block_config_of). With a KV cache, the T tokens continue a
+// sequence of n_past tokens: positions start at n_past and attention sees the cached keys and
+// values (model/kv_cache.hpp).
 #pragma once
 
 #include <functional>
@@ -72,22 +75,39 @@ matrix_cref<Scalar> run_decoder(const model_config& config,
   }
   check_sequence_length(n_tokens, config.n_ctx, acts.max_tokens);
   if (cache && (static_cast<index_t>(cache->layers.size()) != config.n_layer ||
-                cache->capacity() != config.n_ctx)) {
-    throw shape_error(concat("forward: the KV cache has ", cache->layers.size(),
-                             " layers of capacity ", cache->capacity(), ", the model ",
-                             config.n_layer, " layers of n_ctx ", config.n_ctx));
+                cache->layers.front().keys.cols() != config.kv_width())) {
+    throw shape_error(
+        concat("forward: the KV cache has ", cache->layers.size(), " layers of width ",
+               cache->layers.empty() ? 0 : cache->layers.front().keys.cols(), ", the model ",
+               config.n_layer, " layers of key width ", config.kv_width()));
   }
+  if (cache && n_past + n_tokens > cache->capacity()) {
+    throw shape_error(concat("forward: ", n_past, " cached + ", n_tokens,
+                             " new tokens exceed the KV cache's capacity of ", cache->capacity(),
+                             " by ", n_past + n_tokens - cache->capacity(),
+                             " (reset() or truncate() the cache)"));
+  }
+  const bool rotary = config.positions == position_kind::rotary;
   auto x = acts.residual.topRows(n_tokens);
+  const bool packed_tied = weights.wte.size() == 0 && weights.is_packed();
   if constexpr (std::is_same_v<Scalar, float>) {
-    if (weights.wte.size() == 0 && weights.is_packed()) {  // tied and packed
+    if (packed_tied && rotary) {
+      token_embedding_forward(tokens, weights.output_packed, x);
+    } else if (packed_tied) {
       embedding_forward(tokens, weights.output_packed, weights.wpe, n_past, x);
-    } else {
-      embedding_forward<Scalar>(tokens, weights.wte, weights.wpe, n_past, x);
     }
-  } else {
+  }
+  if (!packed_tied && rotary) {
+    token_embedding_forward<Scalar>(tokens, weights.wte, x);
+  } else if (!packed_tied) {
     embedding_forward<Scalar>(tokens, weights.wte, weights.wpe, n_past, x);
   }
-  const auto eps = Scalar(config.layer_norm_epsilon);
+  const rope_tables<Scalar>* rope = nullptr;
+  if (rotary) {  // cos/sin of positions [n_past, n_past + T), shared by every layer
+    rope_fill_tables<Scalar>(n_past, n_tokens, acts.rope);
+    rope = &acts.rope;
+  }
+  const block_config layer = block_config_of(config);
   for (std::size_t l = 0; l < weights.blocks.size(); ++l) {
     attention_observer<Scalar> observe_layer;
     if (observe) {
@@ -95,12 +115,12 @@ matrix_cref<Scalar> run_decoder(const model_config& config,
         observe(static_cast<index_t>(l), head, p);
       };
     }
-    block_forward<Scalar>(x, weights.blocks[l], config.n_head, eps, acts.block, observe_layer,
-                          cache ? &cache->layers[l] : nullptr, n_past);
+    block_forward<Scalar>(x, weights.blocks[l], layer, acts.block, observe_layer,
+                          cache ? &cache->layers[l] : nullptr, n_past, rope);
   }
   if (cache) cache->n_past += n_tokens;
   auto normed = acts.final_normed.topRows(n_tokens);
-  layer_norm_forward<Scalar>(x, weights.ln_f, eps, normed);
+  norm_forward<Scalar>(config.norm, x, weights.ln_f, Scalar(config.layer_norm_epsilon), normed);
   return normed;
 }
 

@@ -18,16 +18,22 @@ namespace eigenformer {
 
 template <class Scalar>
 struct basic_kv_cache {
-  std::vector<kv_cache_layer<Scalar>> layers;  // n_layer entries, each [n_ctx x C] keys/values
+  std::vector<kv_cache_layer<Scalar>> layers;  // n_layer entries, [capacity x G d] keys/values
   index_t n_past = 0;                          // tokens stored so far
 
   basic_kv_cache() = default;
-  explicit basic_kv_cache(const model_config& config) {
+  /// Room for `capacity` tokens (0: the model's whole context, n_ctx).
+  explicit basic_kv_cache(const model_config& config, index_t capacity = 0) {
     config.validate();
+    if (capacity < 0 || capacity > config.n_ctx) {
+      throw shape_error(detail::concat("kv_cache: capacity ", capacity,
+                                       " is outside [0, n_ctx = ", config.n_ctx, "]"));
+    }
+    if (capacity == 0) capacity = config.n_ctx;
     layers.resize(static_cast<std::size_t>(config.n_layer));
-    for (auto& layer : layers) {
-      layer.keys.resize(config.n_ctx, config.n_embd);
-      layer.values.resize(config.n_ctx, config.n_embd);
+    for (auto& layer : layers) {  // only the key/value heads are stored (grouped-query attention)
+      layer.keys.resize(capacity, config.kv_width());
+      layer.values.resize(capacity, config.kv_width());
     }
   }
 

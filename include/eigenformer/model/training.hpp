@@ -111,6 +111,11 @@ void check_training_batch(const model_config& config, const basic_model_weights<
                              " x T = ", acts.n_tokens, " (", acts.blocks.size(), " layers)"));
   }
   if (w.is_packed()) throw value_error("training: bf16-packed weights cannot be trained");
+  if (config.positions != position_kind::learned || config.norm != norm_kind::layer_norm ||
+      config.mlp != mlp_kind::gelu) {
+    throw value_error(
+        concat("training: ", config.model_type, " models cannot be trained yet (only GPT-2)"));
+  }
   check_token_ids(tokens, config.vocab_size);
 }
 }  // namespace detail

@@ -1,4 +1,4 @@
-// eigenformer/model/weights.hpp — all parameters of a GPT-2-style decoder, as plain structs.
+// eigenformer/model/weights.hpp — all parameters of a decoder, as plain structs.
 //
 // Weights are const once built and may be shared by any number of threads; everything that
 // changes during a forward pass lives in model/activations.hpp.
@@ -19,9 +19,9 @@ namespace eigenformer {
 template <class Scalar>
 struct basic_model_weights {
   matrix<Scalar> wte;  // [V x C] token embedding; also the LM head unless lm_head is set
-  matrix<Scalar> wpe;  // [n_ctx x C] learned position embedding
+  matrix<Scalar> wpe;  // [n_ctx x C] learned position embedding; empty for rotary models
   std::vector<block_weights<Scalar>> blocks;  // n_layer blocks
-  layer_norm_weights<Scalar> ln_f;            // final LayerNorm
+  layer_norm_weights<Scalar> ln_f;            // final norm (RMSNorm: bias empty)
   matrix<Scalar> lm_head;  // [V x C] untied output projection; empty = tied to wte
   /// The LM head E^T [C x V] in bf16 after pack_weights_bf16(); then the float E is freed (the
   /// embedding lookup of a tied model reads its rows from here).
@@ -36,11 +36,17 @@ struct basic_model_weights {
 
 using model_weights = basic_model_weights<float>;
 
-/// Calls `visit(name, tensor, shape)` for every parameter, in checkpoint order, with its Hugging
-/// Face name (no "transformer." prefix) and the shape `config` expects ({n} for vectors, {rows,
-/// cols} for matrices); `tensor` is a matrix<Scalar> or row_vector<Scalar> (const if `w` is).
-/// lm_head.weight is visited only when the head is untied. The one list of names and shapes that
-/// validation, loading and saving share. `w.blocks` must already hold n_layer blocks.
+/// Calls `visit(name, tensor, shape)` for every parameter, in checkpoint order, with the shape
+/// `config` expects ({n} for vectors, {rows, cols} for matrices); `tensor` is a matrix<Scalar> or
+/// row_vector<Scalar> (const if `w` is). The one list of names and shapes that validation,
+/// initialisation, training and GPT-2's loading and saving share. `w.blocks` must already hold
+/// n_layer blocks. lm_head.weight is visited only when the head is untied.
+///
+/// GPT-2: the Hugging Face names (no "transformer." prefix) and layouts, exactly the file's.
+/// Rotary (Llama-family) models: the tensors as this library stores them — q|k|v fused into one
+/// [C x (H d + 2 G d)] matrix, gate|up into one [C x 2I], every linear weight [in x out] — named
+/// after the HF tensors they come from; io/hf_llama.hpp maps the files' separate [out, in]
+/// tensors onto these. Biases and q/k norms are visited only where the config has them.
 template <class Weights, class Visitor>
 void for_each_parameter(const model_config& config, Weights& w, Visitor&& visit) {
   if (static_cast<index_t>(w.blocks.size()) != config.n_layer) {
@@ -49,6 +55,32 @@ void for_each_parameter(const model_config& config, Weights& w, Visitor&& visit)
   }
   using shape = std::vector<std::int64_t>;
   const std::int64_t C = config.n_embd, V = config.vocab_size, H = config.mlp_hidden();
+  if (config.positions == position_kind::rotary) {
+    const std::int64_t QKV = config.qkv_width(), Q = config.q_width(), d = config.head_dim();
+    const std::int64_t FC = config.mlp_fc_width();
+    visit(std::string("model.embed_tokens.weight"), w.wte, shape{V, C});
+    for (std::size_t i = 0; i < w.blocks.size(); ++i) {
+      auto& b = w.blocks[i];
+      const std::string p = "model.layers." + std::to_string(i) + ".";
+      visit(p + "input_layernorm.weight", b.ln_1.gain, shape{C});
+      visit(p + "self_attn.qkv_proj.weight", b.attn.qkv.weight, shape{C, QKV});
+      if (config.qkv_bias) visit(p + "self_attn.qkv_proj.bias", b.attn.qkv.bias, shape{QKV});
+      if (config.qk_norm) {
+        visit(p + "self_attn.q_norm.weight", b.attn.q_norm, shape{d});
+        visit(p + "self_attn.k_norm.weight", b.attn.k_norm, shape{d});
+      }
+      visit(p + "self_attn.o_proj.weight", b.attn.proj.weight, shape{Q, C});
+      if (config.out_bias) visit(p + "self_attn.o_proj.bias", b.attn.proj.bias, shape{C});
+      visit(p + "post_attention_layernorm.weight", b.ln_2.gain, shape{C});
+      visit(p + "mlp.gate_up_proj.weight", b.mlp.fc.weight, shape{C, FC});
+      if (config.mlp_bias) visit(p + "mlp.gate_up_proj.bias", b.mlp.fc.bias, shape{FC});
+      visit(p + "mlp.down_proj.weight", b.mlp.proj.weight, shape{H, C});
+      if (config.mlp_bias) visit(p + "mlp.down_proj.bias", b.mlp.proj.bias, shape{C});
+    }
+    visit(std::string("model.norm.weight"), w.ln_f.gain, shape{C});
+    if (!w.tied_lm_head()) visit(std::string("lm_head.weight"), w.lm_head, shape{V, C});
+    return;
+  }
   visit(std::string("wte.weight"), w.wte, shape{V, C});
   visit(std::string("wpe.weight"), w.wpe, shape{config.n_ctx, C});
   for (std::size_t i = 0; i < w.blocks.size(); ++i) {
@@ -118,6 +150,11 @@ void validate_weights(const model_config& config, const basic_model_weights<Scal
 template <class Scalar>
 basic_model_weights<Scalar> init_gpt2_weights(const model_config& config, std::uint64_t seed) {
   config.validate();
+  if (config.positions != position_kind::learned || config.mlp != mlp_kind::gelu ||
+      config.norm != norm_kind::layer_norm || config.kv_heads() != config.n_head ||
+      config.head_dim() * config.n_head != config.n_embd) {
+    throw value_error("init_gpt2_weights: the config is not a GPT-2 model");
+  }
   std::mt19937_64 rng(seed);
   std::normal_distribution<double> normal(0.0, 1.0);
   const auto randn = [&](index_t rows, index_t cols, double stddev) {
@@ -146,6 +183,36 @@ basic_model_weights<Scalar> init_gpt2_weights(const model_config& config, std::u
     w.blocks.push_back(std::move(b));
   }
   w.ln_f = unit_norm(C);
+  return w;
+}
+
+/// Random weights for a rotary (Llama-family) config, as transformers initialises them:
+/// N(0, 0.02) matrices, norm gains 1, biases 0. For building models from code and benchmarks.
+template <class Scalar>
+basic_model_weights<Scalar> init_llama_weights(const model_config& config, std::uint64_t seed,
+                                               bool tied_lm_head = true) {
+  config.validate();
+  if (config.positions != position_kind::rotary) {
+    throw value_error("init_llama_weights: the config is not a rotary (Llama-family) model");
+  }
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  basic_model_weights<Scalar> w;
+  w.blocks.resize(static_cast<std::size_t>(config.n_layer));
+  if (!tied_lm_head) w.lm_head.resize(config.vocab_size, config.n_embd);
+  for_each_parameter(
+      config, w,
+      [&](const std::string& name, auto& tensor, const std::vector<std::int64_t>& shape) {
+        const index_t rows = shape.size() == 2 ? shape[0] : 1;
+        tensor.resize(rows, shape.back());
+        if (shape.size() == 2) {
+          for (index_t i = 0; i < tensor.size(); ++i) tensor.data()[i] = Scalar(0.02 * normal(rng));
+        } else if (name.size() > 11 && name.compare(name.size() - 11, 11, "norm.weight") == 0) {
+          tensor.setOnes();
+        } else {
+          tensor.setZero();
+        }
+      });
   return w;
 }
 

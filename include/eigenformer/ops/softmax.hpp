@@ -37,13 +37,19 @@ void softmax_rows_inplace(matrix_ref<Scalar> scores) {
 }
 
 /// Causal softmax of `scores` [queries x keys], in place. Query i is the token at absolute
-/// position `n_past + i` and may attend to key j only if j <= n_past + i: the same rule serves
-/// a full prompt (n_past = 0) and incremental decoding with a KV cache (n_past = cached tokens).
+/// position `n_past + i` and may attend to key j only if j <= n_past + i — and, with a sliding
+/// window W > 0, only if j > n_past + i - W: the same rule serves a full prompt (n_past = 0) and
+/// incremental decoding with a KV cache (n_past = cached tokens). Invisible entries are exactly 0.
 template <class Scalar>
-void causal_softmax_rows_inplace(matrix_ref<Scalar> scores, index_t n_past) {
+void causal_softmax_rows_inplace(matrix_ref<Scalar> scores, index_t n_past, index_t window = 0) {
   for (index_t i = 0; i < scores.rows(); ++i) {
+    const index_t position = n_past + i;
+    const index_t first =
+        window > 0 ? std::clamp<index_t>(position - window + 1, 0, scores.cols()) : 0;
     auto row = scores.row(i);
-    softmax_prefix_inplace(row, n_past + i + 1);
+    row.head(first).setZero();
+    auto rest = row.tail(row.size() - first);
+    softmax_prefix_inplace(rest, position + 1 - first);
   }
 }
 
