@@ -37,6 +37,8 @@
 #if defined(__has_include)
 #if __has_include(<nlohmann/json.hpp>)
 #include "eigenformer/io/hf_gpt2.hpp"
+#include "eigenformer/io/hf_llama.hpp"
+#include "eigenformer/io/hf_model.hpp"
 #include "eigenformer/io/safetensors.hpp"
 #endif
 #endif

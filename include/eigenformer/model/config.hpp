@@ -43,6 +43,8 @@ struct model_config {
   index_t sliding_window = 0;       // W: query i sees key j iff i - W < j <= i; 0 means no window
   rope_config rope;                 // used when positions == rotary
   std::string model_type = "gpt2";  // as named in config.json, for messages and saving
+  token_id bos_token_id = -1;                // -1: none known
+  std::vector<token_id> eos_token_ids;       // generation stops at any of these
 
   index_t head_dim() const { return head_size > 0 ? head_size : n_embd / n_head; }
   index_t kv_heads() const { return n_kv_head > 0 ? n_kv_head : n_head; }
