@@ -168,6 +168,90 @@ grid model_logits(const eigenformer::model_config& cfg,
   return matmul(x, e_t);
 }
 
+// --- The Llama family, as naive loops ---
+
+template <class Vec>
+grid rms_norm(const grid& x, const Vec& gain, double eps) {
+  grid y = x;
+  for (size_t t = 0; t < x.size(); ++t) {
+    double mean_square = 0;
+    for (double v : x[t]) mean_square += v * v / double(x[t].size());
+    for (size_t c = 0; c < x[t].size(); ++c)
+      y[t][c] = double(gain(index_t(c))) * x[t][c] / std::sqrt(mean_square + eps);
+  }
+  return y;
+}
+
+/// Rotates every d-wide head of each row of x by position first_position + t: dimension j is
+/// paired with j + d/2 and turned by angle position * theta^(-2j/d) (unscaled frequencies).
+inline grid rope(const grid& x, size_t d, int first_position, double theta) {
+  grid y = x;
+  for (size_t t = 0; t < x.size(); ++t) {
+    for (size_t h = 0; h < x[t].size() / d; ++h) {
+      for (size_t j = 0; j < d / 2; ++j) {
+        const double angle =
+            double(first_position + int(t)) * std::pow(theta, -2.0 * double(j) / double(d));
+        const double a = x[t][h * d + j], b = x[t][h * d + j + d / 2];
+        y[t][h * d + j] = a * std::cos(angle) - b * std::sin(angle);
+        y[t][h * d + j + d / 2] = b * std::cos(angle) + a * std::sin(angle);
+      }
+    }
+  }
+  return y;
+}
+
+/// Grouped-query attention core: query head h reads key/value head h / (H / G); query i (at
+/// position n_past + i) sees key j iff j <= n_past + i and, with window > 0, j > n_past + i - W.
+/// `weights_of_head`: if given, receives P of head `observed_head`.
+inline grid gqa_core(const grid& q, const grid& k, const grid& v, int H, int G, int d, int n_past,
+                     int window, grid* weights = nullptr, int observed_head = 0) {
+  const size_t T = q.size(), Tk = k.size();
+  grid out(T, std::vector<double>(size_t(H * d), 0.0));
+  if (weights) *weights = grid(T, std::vector<double>(Tk, 0.0));
+  for (int h = 0; h < H; ++h) {
+    const int g = h / (H / G);
+    for (size_t i = 0; i < T; ++i) {
+      const int position = n_past + int(i);
+      std::vector<double> p(Tk, 0.0);
+      double mx = -INFINITY, sum = 0;
+      const auto visible = [&](size_t j) {
+        return int(j) <= position && (window <= 0 || int(j) > position - window);
+      };
+      for (size_t j = 0; j < Tk; ++j) {
+        if (!visible(j)) continue;
+        double s = 0;
+        for (int c = 0; c < d; ++c) s += q[i][size_t(h * d + c)] * k[j][size_t(g * d + c)];
+        p[j] = s / std::sqrt(double(d));
+        mx = std::max(mx, p[j]);
+      }
+      for (size_t j = 0; j < Tk; ++j)
+        if (visible(j)) sum += (p[j] = std::exp(p[j] - mx));
+      for (size_t j = 0; j < Tk; ++j) {
+        if (!visible(j)) continue;
+        p[j] /= sum;
+        for (int c = 0; c < d; ++c) out[i][size_t(h * d + c)] += p[j] * v[j][size_t(g * d + c)];
+      }
+      if (weights && h == observed_head) (*weights)[i] = p;
+    }
+  }
+  return out;
+}
+
+inline double silu(double x) {
+  return x / (1 + std::exp(-x));
+}
+
+/// down(silu(gate(x)) * up(x)) with fc = gate | up.
+template <class Scalar>
+grid swiglu_mlp(const grid& x, const eigenformer::mlp_weights<Scalar>& w) {
+  const grid gate_up = matmul(x, to_grid(w.fc.weight));
+  const size_t I = gate_up[0].size() / 2;
+  grid h(x.size(), std::vector<double>(I));
+  for (size_t t = 0; t < x.size(); ++t)
+    for (size_t j = 0; j < I; ++j) h[t][j] = silu(gate_up[t][j]) * gate_up[t][I + j];
+  return matmul(h, to_grid(w.proj.weight));
+}
+
 /// max |a - b| / max |b|: the error relative to the reference's scale (element-wise relative
 /// error is meaningless for entries near zero).
 template <class Derived>

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <tuple>
 
 #include <eigenformer/layers/attention.hpp>
 
@@ -272,6 +273,131 @@ TEST(AttentionBackward, NoGradientFlowsFromAQueryToLaterTokens) {
       }
     }
   }
+}
+
+// --- Grouped-query attention, sliding window, q/k norms and rotary positions ---
+
+TYPED_TEST(Attention, GroupedQueryWindowedCoreMatchesNaiveLoopsAcrossTiles) {
+  using S = TypeParam;
+  ref::rng r(31);
+  // 70 queries after 600 cached keys: two query blocks, keys in two 512-wide tiles, and a
+  // window that starts inside the second tile for some queries and the first for others.
+  const index_t H = 4, G = 2, d = 8;
+  for (const auto& [T, n_past, W] : {std::tuple<index_t, index_t, index_t>{70, 600, 100},
+                                     {70, 600, 0},
+                                     {9, 0, 3},
+                                     {1, 40, 7},
+                                     {1, 3, 7}}) {
+    const auto q = ref::random_matrix<S>(T, H * d, r, 2.0);
+    const auto k = ref::random_matrix<S>(n_past + T, G * d, r, 2.0);
+    const auto v = ref::random_matrix<S>(n_past + T, G * d, r, 1.0);
+    const eigenformer::attention_config config{H, G, d, W, 0};
+    const auto expected = ref::gqa_core(ref::to_grid(q), ref::to_grid(k), ref::to_grid(v), int(H),
+                                        int(G), int(d), int(n_past), int(W));
+    matrix<S> out(T, H * d), scores(64, 512);
+    eigenformer::causal_attention_heads<S>(q, k, v, config, n_past, scores, out);
+    EXPECT_LT(ref::relative_error(out, expected), ref::tolerance<S>())
+        << "T " << T << " n_past " << n_past << " W " << W;
+    std::vector<matrix<S>> tiles(3, matrix<S>(64, 512));  // groups in parallel: same bits
+    matrix<S> grouped(T, H * d);
+    eigenformer::causal_attention_head_groups<S>(q, k, v, config, n_past, tiles, grouped, nullptr);
+    EXPECT_TRUE(grouped == out);
+  }
+}
+
+TYPED_TEST(Attention, SlidingWindowWeightsAreExactlyZeroOutsideTheWindow) {
+  using S = TypeParam;
+  ref::rng r(32);
+  const index_t T = 12, n_past = 5, H = 2, G = 1, d = 4, W = 4;
+  const auto q = ref::random_matrix<S>(T, H * d, r, 2.0);
+  const auto k = ref::random_matrix<S>(n_past + T, G * d, r, 2.0);
+  const auto v = ref::random_matrix<S>(n_past + T, G * d, r, 1.0);
+  std::vector<matrix<S>> seen(H);
+  matrix<S> out(T, H * d), scores(T, n_past + T);
+  eigenformer::causal_attention_heads<S>(
+      q, k, v, eigenformer::attention_config{H, G, d, W, 0}, n_past, scores, out,
+      [&](index_t h, eigenformer::matrix_cref<S> p) { seen[size_t(h)] = p; });
+  for (index_t h = 0; h < H; ++h) {
+    ref::grid expected;
+    ref::gqa_core(ref::to_grid(q), ref::to_grid(k), ref::to_grid(v), int(H), int(G), int(d),
+                  int(n_past), int(W), &expected, int(h));
+    for (index_t i = 0; i < T; ++i) {
+      const index_t position = n_past + i;
+      for (index_t j = 0; j < n_past + T; ++j) {
+        if (j > position || j <= position - W) {
+          EXPECT_EQ(seen[size_t(h)](i, j), S(0)) << i << ", " << j;  // exactly, not nearly
+        } else {
+          EXPECT_NEAR(double(seen[size_t(h)](i, j)), expected[size_t(i)][size_t(j)], 1e-5);
+        }
+      }
+      EXPECT_NEAR(double(seen[size_t(h)].row(i).sum()), 1.0, 1e-5);
+    }
+  }
+}
+
+TYPED_TEST(Attention, LlamaSelfAttentionMatchesNaiveComposition) {
+  using S = TypeParam;
+  ref::rng r(33);
+  const index_t T = 6, n_past = 3, C = 16, H = 4, G = 2, d = 8;  // d != C / H
+  const eigenformer::attention_config config{H, G, d, 0, 1e-6};
+  eigenformer::attention_weights<S> w;
+  w.qkv.weight = ref::random_matrix<S>(C, config.qkv_width(), r, 0.5);
+  w.qkv.bias = ref::random_row<S>(config.qkv_width(), r, 0.2);
+  w.proj.weight = ref::random_matrix<S>(H * d, C, r, 0.5);  // no bias: empty
+  w.q_norm = ref::random_row<S>(d, r, 0.3, 1.0);
+  w.k_norm = ref::random_row<S>(d, r, 0.3, 1.0);
+  const auto x_past = ref::random_matrix<S>(n_past, C, r, 1.0);
+  const auto x = ref::random_matrix<S>(T, C, r, 1.0);
+
+  // Naive: project, norm each head, rotate by absolute position, GQA core, project.
+  const auto project = [&](const matrix<S>& rows, int first_position, ref::grid& q, ref::grid& k,
+                           ref::grid& v) {
+    const ref::grid qkv = ref::linear(ref::to_grid(rows), w.qkv);
+    for (size_t t = 0; t < qkv.size(); ++t) {
+      q.emplace_back(qkv[t].begin(), qkv[t].begin() + H * d);
+      k.emplace_back(qkv[t].begin() + H * d, qkv[t].begin() + (H + G) * d);
+      v.emplace_back(qkv[t].begin() + (H + G) * d, qkv[t].end());
+    }
+    const auto norm_heads = [&](ref::grid& m, const eigenformer::row_vector<S>& gain, size_t from) {
+      for (size_t t = from; t < m.size(); ++t)
+        for (size_t h = 0; h < m[t].size() / size_t(d); ++h) {
+          ref::grid head{
+              std::vector<double>(m[t].begin() + long(h) * d, m[t].begin() + long(h + 1) * d)};
+          head = ref::rms_norm(head, gain, 1e-6);
+          std::copy(head[0].begin(), head[0].end(), m[t].begin() + long(h) * d);
+        }
+    };
+    const size_t from = q.size() - qkv.size();
+    norm_heads(q, w.q_norm, from);
+    norm_heads(k, w.k_norm, from);
+    ref::grid new_q(q.begin() + long(from), q.end()), new_k(k.begin() + long(from), k.end());
+    new_q = ref::rope(new_q, size_t(d), first_position, 10000.0);
+    new_k = ref::rope(new_k, size_t(d), first_position, 10000.0);
+    std::copy(new_q.begin(), new_q.end(), q.begin() + long(from));
+    std::copy(new_k.begin(), new_k.end(), k.begin() + long(from));
+  };
+  ref::grid q_all, k_all, v_all;
+  project(x_past, 0, q_all, k_all, v_all);
+  project(x, int(n_past), q_all, k_all, v_all);
+  const ref::grid q_new(q_all.begin() + n_past, q_all.end());
+  const ref::grid heads =
+      ref::gqa_core(q_new, k_all, v_all, int(H), int(G), int(d), int(n_past), 0);
+  const ref::grid expected = ref::matmul(heads, ref::to_grid(w.proj.weight));
+
+  eigenformer::attention_scratch<S> scratch(T, config);
+  eigenformer::kv_cache_layer<S> cache{matrix<S>(20, G * d), matrix<S>(20, G * d)};
+  eigenformer::rope_tables<S> rope(T, eigenformer::rope_config{}, d);
+  matrix<S> out(T, C), past_out(n_past, C);
+  eigenformer::rope_fill_tables<S>(0, n_past, rope);
+  eigenformer::causal_self_attention_forward<S>(x_past, w, config, scratch, past_out, nullptr,
+                                                &cache, 0, &rope);
+  eigenformer::rope_fill_tables<S>(n_past, T, rope);
+  eigenformer::causal_self_attention_forward<S>(x, w, config, scratch, out, nullptr, &cache, n_past,
+                                                &rope);
+  EXPECT_LT(ref::relative_error(out, expected), ref::tolerance<S>());
+  // The cache holds only the G key/value heads, rotated: [n_past + T x G d].
+  EXPECT_EQ(cache.keys.cols(), G * d);
+  EXPECT_LT(ref::relative_error(cache.keys.topRows(n_past + T), k_all), ref::tolerance<S>());
 }
 
 }  // namespace
