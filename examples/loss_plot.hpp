@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#ifndef INCLUDE_STB_IMAGE_WRITE_H  // eigenformer.cpp includes it with the implementation
+#ifndef INCLUDE_STB_IMAGE_WRITE_H  // commands/attention.cpp compiles the implementation
 #include <stb/stb_image_write.h>
 #endif
 

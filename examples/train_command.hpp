@@ -1,6 +1,6 @@
 // examples/train_command.hpp — `eigenformer train`: trains a GPT-2 on a text file and saves it in
 // the Hugging Face layout, with its tokenizer, a CSV log and a loss-curve PNG. Included by
-// eigenformer.cpp (which provides usage_error and stb's implementation).
+// cli_parse.hpp (usage_error); stb's implementation is compiled in commands/attention.cpp.
 #pragma once
 
 #include <unistd.h>
@@ -109,7 +109,7 @@ inline int run_train(train_options opt) {
     vocab = bpe->vocab_size();
   }
   if (opt.init.empty()) {
-    m.config = ef::model_config{opt.layers, opt.heads, opt.embd, vocab, opt.ctx, 0, 1e-5};
+    m.config = ef::model_config::gpt2(opt.layers, opt.heads, opt.embd, vocab, opt.ctx);
     m.config.validate();
     m.weights = ef::init_gpt2_weights<float>(m.config, opt.seed);
   } else if (vocab > m.config.vocab_size) {

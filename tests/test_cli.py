@@ -330,5 +330,132 @@ class DemoModel(unittest.TestCase):
         self.assertGreater(known / len(words), 0.8, r.stdout)
 
 
+LLAMA = os.path.join(FIXTURES, "llama")
+
+
+def llama_expected(name):
+    with open(os.path.join(LLAMA, name, "expected.json")) as f:
+        e = json.load(f)
+    return e["tokens"], e["prompt_length"], np.array(e["logits"])
+
+
+class LlamaFamily(unittest.TestCase):
+    """logits, generate, attention, init and bench on Llama-family checkpoints."""
+
+    NAMES = ("llama_gqa", "llama3_scaled_mqa_tied", "qwen2_window_disabled_bf16",
+             "qwen3_qknorm_tied_extra_head_f16", "mistral_window_sharded")
+
+    def test_logits_match_the_float64_reference(self):
+        for name in self.NAMES:
+            tokens, _, want = llama_expected(name)
+            for precision, tolerance in (("f64", 1e-10), ("f32", 1e-5)):
+                with tempfile.TemporaryDirectory() as tmp:
+                    out = os.path.join(tmp, "logits.npy")
+                    r = run("logits", "--model", os.path.join(LLAMA, name), "--tokens",
+                            " ".join(map(str, tokens)), "--out", out, "--precision", precision)
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                    got = np.load(out)
+                err = np.linalg.norm(got - want) / np.linalg.norm(want)
+                self.assertLess(err, tolerance, f"{name} {precision}")
+
+    def test_bf16_weights_stay_close(self):
+        tokens, _, want = llama_expected("qwen2_window_disabled_bf16")  # bf16 file: exact weights
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "logits.npy")
+            r = run("logits", "--model", os.path.join(LLAMA, "qwen2_window_disabled_bf16"),
+                    "--tokens", " ".join(map(str, tokens)), "--out", out, "--precision", "bf16")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            got = np.load(out)
+        self.assertLess(np.linalg.norm(got - want) / np.linalg.norm(want), 1e-5)
+
+    def test_greedy_generation_gives_the_reference_tokens(self):
+        for name in self.NAMES:
+            tokens, p, _ = llama_expected(name)
+            for dtype in ("f32", "bf16"):
+                r = run("generate", "--model", os.path.join(LLAMA, name), "--tokens",
+                        " ".join(map(str, tokens[:p])), "-n", str(len(tokens) - p),
+                        "--temperature", "0", "--ids", "--ignore-eos", "--dtype", dtype)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                got = [int(t) for t in r.stdout.split()]
+                if dtype == "f32":
+                    self.assertEqual(got, tokens[p:], name)
+                else:  # bf16 rounding of f32/f16 weights may flip a near tie, not the start
+                    self.assertEqual(got[:2], tokens[p:p + 2], name)
+
+    def test_generation_stops_at_the_eos_ids_of_generation_config(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(LLAMA, "llama_gqa")
+            for f in ("config.json", "model.safetensors"):
+                with open(os.path.join(src, f), "rb") as a, open(os.path.join(tmp, f), "wb") as b:
+                    b.write(a.read())
+            args = ["generate", "--model", tmp, "--tokens", "5 6 7", "-n", "8",
+                    "--temperature", "0", "--ids"]
+            r = run(*args, "--ignore-eos")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            free = [int(t) for t in r.stdout.split()]
+            self.assertEqual(len(free), 8)
+            stop = free[3]
+            first = free.index(stop)
+            with open(os.path.join(tmp, "generation_config.json"), "w") as f:
+                json.dump({"eos_token_id": [99999, stop]}, f)  # overrides config.json's 2
+            r = run(*args)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual([int(t) for t in r.stdout.split()], free[:first])
+            r = run(*args, "--ignore-eos")
+            self.assertEqual([int(t) for t in r.stdout.split()], free)
+
+    def test_init_writes_every_family_and_it_runs(self):
+        for arch, extra in (("llama", ["--kv-heads", "2"]), ("mistral", ["--window", "3"]),
+                            ("qwen2", []), ("qwen3", ["--head-dim", "32"])):
+            with tempfile.TemporaryDirectory() as tmp:
+                r = run("init", "--arch", arch, "--out", tmp, "--layers", "2", "--heads", "4",
+                        "--embd", "64", "--vocab", "300", *extra)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                with open(os.path.join(tmp, "config.json")) as f:
+                    self.assertEqual(json.load(f)["model_type"], arch)
+                r = run("generate", "--model", tmp, "--tokens", "1 2 3", "-n", "4", "--ids",
+                        "--seed", "3", "--ignore-eos")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(len(r.stdout.split()), 4)
+        BadInput.assert_fails(self, ["init", "--arch", "llama", "--out", "/tmp/x", "--heads", "4",
+                                     "--kv-heads", "3"], "not a multiple")
+        BadInput.assert_fails(self, ["init", "--arch", "qwen2", "--out", "/tmp/x", "--window",
+                                     "3"], "--window needs --arch mistral")
+
+    def test_attention_map_and_bench_run(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            png = os.path.join(tmp, "a.png")
+            r = run("attention", "--model", os.path.join(LLAMA, "mistral_window_sharded"),
+                    "--tokens", "1 2 3 4 5 6 7 8", "--layer", "1", "--head", "0", "--out", png)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertTrue(os.path.getsize(png) > 0)
+        r = run("bench", "--model", os.path.join(LLAMA, "qwen3_qknorm_tied_extra_head_f16"),
+                "-p", "16", "-n", "4", "--depth", "8", "-r", "1", "--json", "--dtype", "f32,bf16")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rows = [json.loads(line) for line in r.stdout.splitlines()]
+        self.assertEqual([row["test"] for row in rows], ["pp16", "tg4", "pp16", "tg4"])
+        BadInput.assert_fails(self, ["bench", "--shape", "gpt5"], "is not one of gpt2")
+
+    def test_bad_llama_configs_fail_in_one_line(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(LLAMA, "llama_gqa")
+            for f in ("config.json", "model.safetensors"):
+                with open(os.path.join(src, f), "rb") as a, open(os.path.join(tmp, f), "wb") as b:
+                    b.write(a.read())
+            with open(os.path.join(tmp, "config.json")) as f:
+                cfg = json.load(f)
+            cfg["rope_scaling"] = {"rope_type": "yarn", "factor": 4.0}
+            with open(os.path.join(tmp, "config.json"), "w") as f:
+                json.dump(cfg, f)
+            BadInput.assert_fails(self, ["logits", "--model", tmp, "--tokens", "1 2"],
+                                  "rope_type 'yarn' is not supported")
+            cfg["rope_scaling"] = None
+            cfg["model_type"] = "gemma2"
+            with open(os.path.join(tmp, "config.json"), "w") as f:
+                json.dump(cfg, f)
+            BadInput.assert_fails(self, ["logits", "--model", tmp, "--tokens", "1 2"],
+                                  "model_type 'gemma2' is not supported")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

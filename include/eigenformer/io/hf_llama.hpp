@@ -396,24 +396,32 @@ basic_model_weights<Scalar> read_hf_llama_weights(const model_config& config,
   return w;
 }
 
-/// Loads a Llama-family directory: config.json, model.safetensors (or sharded with
-/// model.safetensors.index.json), and eos ids from generation_config.json when it has them.
-template <class Scalar>
-basic_model<Scalar> load_hf_llama(const std::string& dir) {
+/// Reads `dir/config.json` of a Llama-family model, with the bos/eos ids of
+/// `dir/generation_config.json` when it has them (what generation uses, as transformers does).
+inline model_config read_hf_llama_config(const std::string& dir) {
   const std::string config_path = detail::join_path(dir, "config.json");
-  const std::string text = detail::read_text_file(config_path);
-  basic_model<Scalar> m;
-  m.config = parse_hf_llama_config(text, config_path);
+  model_config c = parse_hf_llama_config(detail::read_text_file(config_path), config_path);
   const std::string generation_path = detail::join_path(dir, "generation_config.json");
   if (detail::file_exists(generation_path)) {
     const nlohmann::json g =
         detail::parse_json_object(detail::read_text_file(generation_path), generation_path);
     const detail::json_fields f(g, generation_path);
-    if (auto eos = f.ids("eos_token_id"); !eos.empty()) m.config.eos_token_ids = eos;
-    if (auto bos = f.ids("bos_token_id"); !bos.empty()) m.config.bos_token_id = bos.front();
+    if (auto eos = f.ids("eos_token_id"); !eos.empty()) c.eos_token_ids = eos;
+    if (auto bos = f.ids("bos_token_id"); !bos.empty()) c.bos_token_id = bos.front();
   }
+  return c;
+}
+
+/// Loads a Llama-family directory: config.json (+ generation_config.json), model.safetensors or
+/// the shards of model.safetensors.index.json.
+template <class Scalar>
+basic_model<Scalar> load_hf_llama(const std::string& dir) {
+  const std::string config_path = detail::join_path(dir, "config.json");
+  basic_model<Scalar> m;
+  m.config = read_hf_llama_config(dir);
   const safetensors_shards files(dir);
-  m.weights = read_hf_llama_weights<Scalar>(m.config, files, hf_llama_tied(text, config_path));
+  m.weights = read_hf_llama_weights<Scalar>(
+      m.config, files, hf_llama_tied(detail::read_text_file(config_path), config_path));
   return m;
 }
 
@@ -461,13 +469,17 @@ inline nlohmann::json hf_llama_config_json(const model_config& c, bool tied) {
 
 /// Writes `m` as a Hugging Face directory of its family (config.json + F32 model.safetensors
 /// with the separate [out, in] projections) that load_hf_llama and transformers read.
+/// `extra_config` entries are added to config.json.
 template <class Scalar>
-void save_hf_llama(const basic_model<Scalar>& m, const std::string& dir) {
+void save_hf_llama(const basic_model<Scalar>& m, const std::string& dir,
+                   const nlohmann::json& extra_config = nlohmann::json::object()) {
   validate_weights(m.config, m.weights);
   {
     const std::string path = detail::join_path(dir, "config.json");
     std::ofstream out(path);
-    if (!(out << hf_llama_config_json(m.config, m.weights.tied_lm_head()).dump(2) << "\n")) {
+    nlohmann::json config = hf_llama_config_json(m.config, m.weights.tied_lm_head());
+    for (const auto& [key, value] : extra_config.items()) config[key] = value;
+    if (!(out << config.dump(2) << "\n")) {
       throw io_error(path + ": cannot write");
     }
   }

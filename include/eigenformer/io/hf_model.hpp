@@ -26,6 +26,14 @@ inline std::string hf_model_type(const std::string& dir) {
   return type;
 }
 
+/// Reads `dir`'s config (and, for the Llama family, generation_config.json's eos ids).
+inline model_config read_hf_model_config(const std::string& dir) {
+  if (hf_model_type(dir) == "gpt2") {
+    return read_hf_gpt2_config(detail::join_path(dir, "config.json"));
+  }
+  return read_hf_llama_config(dir);
+}
+
 /// Loads `dir` whatever its supported family.
 template <class Scalar>
 basic_model<Scalar> load_hf_model(const std::string& dir) {
@@ -35,11 +43,12 @@ basic_model<Scalar> load_hf_model(const std::string& dir) {
 
 /// Writes `m` as a Hugging Face directory of its family.
 template <class Scalar>
-void save_hf_model(const basic_model<Scalar>& m, const std::string& dir) {
+void save_hf_model(const basic_model<Scalar>& m, const std::string& dir,
+                   const nlohmann::json& extra_config = nlohmann::json::object()) {
   if (m.config.positions == position_kind::learned) {
-    save_hf_gpt2(m, dir);
+    save_hf_gpt2(m, dir, extra_config);
   } else {
-    save_hf_llama(m, dir);
+    save_hf_llama(m, dir, extra_config);
   }
 }
 

@@ -74,8 +74,8 @@ template <class Scalar>
 struct attention_weights {
   linear_weights<Scalar> qkv;   // [C x (H d + 2 G d)], bias [H d + 2 G d] (GPT-2: c_attn [C x 3C])
   linear_weights<Scalar> proj;  // [H d x C], bias [C] (GPT-2: c_proj)
-  row_vector<Scalar> q_norm;    // [1 x d] RMSNorm gain of each query head; empty: no q/k norm
-  row_vector<Scalar> k_norm;    // [1 x d] of each key head
+  row_vector<Scalar> q_norm{};  // [1 x d] RMSNorm gain of each query head; empty: no q/k norm
+  row_vector<Scalar> k_norm{};  // [1 x d] of each key head
 };
 
 /// Called once per head with that head's attention weights P [T x Tk] (rows = queries, columns =

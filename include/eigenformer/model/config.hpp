@@ -43,8 +43,8 @@ struct model_config {
   index_t sliding_window = 0;       // W: query i sees key j iff i - W < j <= i; 0 means no window
   rope_config rope;                 // used when positions == rotary
   std::string model_type = "gpt2";  // as named in config.json, for messages and saving
-  token_id bos_token_id = -1;                // -1: none known
-  std::vector<token_id> eos_token_ids;       // generation stops at any of these
+  token_id bos_token_id = -1;       // -1: none known
+  std::vector<token_id> eos_token_ids;  // generation stops at any of these
 
   index_t head_dim() const { return head_size > 0 ? head_size : n_embd / n_head; }
   index_t kv_heads() const { return n_kv_head > 0 ? n_kv_head : n_head; }
@@ -57,6 +57,15 @@ struct model_config {
 
   /// The 124M-parameter GPT-2 ("gpt2" on Hugging Face).
   static model_config gpt2_124m() { return model_config{}; }
+
+  /// A GPT-2 of other sizes.
+  static model_config gpt2(index_t layers, index_t heads, index_t embd, index_t vocab, index_t ctx,
+                           index_t inner = 0) {
+    model_config c;
+    c.n_layer = layers, c.n_head = heads, c.n_embd = embd, c.vocab_size = vocab;
+    c.n_ctx = ctx, c.n_inner = inner;
+    return c;
+  }
 
   /// A Llama-style description: RMSNorm, rotary positions, SwiGLU, no biases; the caller sets
   /// the sizes (and n_kv_head, head_size, rope, ... as the model has them).

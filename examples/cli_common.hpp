@@ -1,0 +1,144 @@
+// examples/cli_common.hpp — what the `eigenformer` subcommands share: model and tokenizer
+// directories, the prompt, weight types, small parsers. Each subcommand lives in its own file
+// under examples/commands/ and registers itself with add_<name>_command (commands.hpp).
+#pragma once
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <eigenformer/eigenformer.hpp>
+#include <eigenformer/tokenizer/gpt2_bpe.hpp>
+
+#include "cli_parse.hpp"
+
+namespace eigenformer_cli {
+
+namespace ef = eigenformer;
+namespace fs = std::filesystem;
+using clock_type = std::chrono::steady_clock;
+
+inline double seconds_since(clock_type::time_point start) {
+  return std::chrono::duration<double>(clock_type::now() - start).count();
+}
+
+/// A Hugging Face model directory: config.json and model.safetensors (or sharded files).
+inline void check_model_dir(const std::string& dir) {
+  if (!fs::is_directory(dir)) throw usage_error("model directory '" + dir + "' does not exist");
+  if (!fs::is_regular_file(fs::path(dir) / "config.json")) {
+    throw usage_error("model directory '" + dir + "' has no config.json");
+  }
+  if (!fs::is_regular_file(fs::path(dir) / "model.safetensors") &&
+      !fs::is_regular_file(fs::path(dir) / "model.safetensors.index.json")) {
+    throw usage_error("model directory '" + dir +
+                      "' has no model.safetensors (nor model.safetensors.index.json)");
+  }
+}
+
+/// The "eigenformer_note" of a model's config.json (set by `eigenformer init`), if any.
+inline std::string model_note(const std::string& dir) {
+  std::ifstream in(fs::path(dir) / "config.json");
+  const auto j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_object() && j.contains("eigenformer_note") && j["eigenformer_note"].is_string()) {
+    return "this model has " + j["eigenformer_note"].get<std::string>();
+  }
+  return {};
+}
+
+/// Stores the matrices multiplied per token as bf16 for --dtype bf16 / bf16mix
+/// (ops/bf16_matmul.hpp); f32 leaves the weights as loaded.
+inline void apply_dtype(ef::model_weights& weights, const std::string& dtype) {
+  if (dtype == "bf16") ef::pack_weights_bf16(weights, ef::bf16_compute::float_activations);
+  if (dtype == "bf16mix") ef::pack_weights_bf16(weights, ef::bf16_compute::bf16_activations);
+}
+
+/// Splits "a,b,c" at the commas (an empty text gives one empty item).
+inline std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> items;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', start), text.size());
+    items.push_back(text.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return items;
+}
+
+/// Parses "64,256,1024" into positive integers.
+inline std::vector<long long> parse_list(const std::string& text, const char* option) {
+  std::vector<long long> values;
+  for (const std::string& word : split_commas(text)) {
+    long long v = 0;
+    const auto [ptr, ec] = std::from_chars(word.data(), word.data() + word.size(), v);
+    if (ec != std::errc() || ptr != word.data() + word.size() || v < 1) {
+      throw usage_error(std::string(option) + ": '" + word + "' is not a positive integer");
+    }
+    values.push_back(v);
+  }
+  return values;
+}
+
+/// Where the prompt comes from: text through the tokenizer, or ids.
+struct prompt_options {
+  std::string model_dir, tokenizer_dir, prompt, tokens;
+  std::string tokenizer_directory() const {
+    return tokenizer_dir.empty() ? model_dir : tokenizer_dir;
+  }
+};
+
+inline void add_prompt_options(CLI::App* cmd, prompt_options& p) {
+  cmd->add_option("--model", p.model_dir, "Hugging Face model directory (GPT-2 or Llama family)")
+      ->required();
+  auto* text = cmd->add_option("--prompt", p.prompt, "prompt text (needs the tokenizer)");
+  auto* ids = cmd->add_option("--tokens", p.tokens, "prompt token ids instead of text");
+  text->excludes(ids);
+  cmd->add_option("--tokenizer", p.tokenizer_dir,
+                  "directory with vocab.json + merges.txt (default: the model directory)");
+}
+
+inline void check_tokenizer_dir(const std::string& dir) {
+  for (const char* file : {"vocab.json", "merges.txt"}) {
+    if (!fs::is_regular_file(fs::path(dir) / file)) {
+      const bool hf = fs::is_regular_file(fs::path(dir) / "tokenizer.json");
+      throw usage_error("tokenizer directory '" + dir + "' has no " + file +
+                        (hf ? " (tokenizer.json is not read yet: give --tokens ids)"
+                            : " (give --tokenizer DIR, or --tokens instead of --prompt)"));
+    }
+  }
+}
+
+/// Reads the tokenizer if needed and turns the prompt into ids, all checked against `config`
+/// before the weights are loaded.
+inline std::vector<ef::token_id> prompt_ids(const prompt_options& opt,
+                                            const ef::model_config& config,
+                                            std::unique_ptr<ef::gpt2_tokenizer>& tokenizer,
+                                            bool need_tokenizer) {
+  std::vector<ef::token_id> ids;
+  if (need_tokenizer || !opt.prompt.empty()) {
+    check_tokenizer_dir(opt.tokenizer_directory());
+    tokenizer = std::make_unique<ef::gpt2_tokenizer>(
+        ef::gpt2_tokenizer::from_directory(opt.tokenizer_directory()));
+  }
+  if (!opt.prompt.empty()) {
+    ids = tokenizer->encode(opt.prompt);
+  } else {
+    ids = parse_token_ids(opt.tokens);
+  }
+  if (ids.empty()) throw usage_error("the prompt is empty");
+  const auto n = static_cast<ef::index_t>(ids.size());
+  if (n > config.n_ctx) {
+    throw usage_error(ef::detail::concat("the prompt has ", n, " tokens, more than the context of ",
+                                         config.n_ctx, " by ", n - config.n_ctx));
+  }
+  ef::check_token_ids(ids, config.vocab_size);
+  return ids;
+}
+
+}  // namespace eigenformer_cli

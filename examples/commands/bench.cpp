@@ -1,0 +1,291 @@
+// eigenformer bench [--model DIR | --shape NAME] [-p 256] [-n 128] [--depth 128] [--threads 1,2]
+//                   [--dtype f32,bf16,bf16mix] [-r 5] [--json]
+// llama-bench style: prefill (ppN) and generation (tgN after --depth tokens) in tokens/s, with
+// GFLOP/s or weight GB/s and peak RSS, on a checkpoint or on random weights of a known shape.
+#include <cmath>
+#include <tuple>
+
+#include "../cli_common.hpp"
+#include "../commands.hpp"
+
+namespace eigenformer_cli {
+namespace {
+
+/// Peak resident memory since the last reset_peak_rss(), in MiB (Linux; 0 elsewhere).
+double peak_rss_mib() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  }
+  return 0.0;
+}
+void reset_peak_rss() {
+  std::ofstream("/proc/self/clear_refs") << "5";
+}
+
+struct bench_options {
+  std::string model_dir, shape = "gpt2", prompts = "256", gens = "128", threads, dtypes = "f32";
+  long long depth = 128, repetitions = 5;
+  bool json = false;
+};
+
+/// A Llama-family shape from the model's config.json (sizes only; the weights are random).
+ef::model_config llama_shape(const char* type, ef::index_t layers, ef::index_t hidden,
+                             ef::index_t inner, ef::index_t heads, ef::index_t kv_heads,
+                             ef::index_t vocab, ef::index_t ctx, double theta) {
+  ef::model_config c = ef::model_config::llama();
+  c.model_type = type;
+  c.n_layer = layers, c.n_embd = hidden, c.n_inner = inner, c.n_head = heads;
+  c.n_kv_head = kv_heads, c.vocab_size = vocab, c.n_ctx = ctx, c.rope.theta = theta;
+  return c;
+}
+
+struct named_shape {
+  const char* name;
+  ef::model_config config;
+  bool tied;
+};
+
+const std::vector<named_shape>& shapes() {
+  static const std::vector<named_shape> list = [] {
+    std::vector<named_shape> l;
+    ef::model_config gpt2 = ef::model_config::gpt2_124m();
+    l.push_back({"gpt2", gpt2, true});
+    ef::model_config medium = gpt2;
+    medium.n_layer = 24, medium.n_head = 16, medium.n_embd = 1024;
+    l.push_back({"gpt2-medium", medium, true});
+    ef::model_config tiny = gpt2;
+    tiny.n_layer = 2, tiny.n_head = 4, tiny.n_embd = 64;
+    l.push_back({"tiny", tiny, true});
+    l.push_back(
+        {"smollm2-135m", llama_shape("llama", 30, 576, 1536, 9, 3, 49152, 8192, 100000.0), true});
+    l.push_back(
+        {"smollm2-360m", llama_shape("llama", 32, 960, 2560, 15, 5, 49152, 8192, 100000.0), true});
+    auto qwen25 = llama_shape("qwen2", 24, 896, 4864, 14, 2, 151936, 32768, 1e6);
+    qwen25.qkv_bias = true;
+    qwen25.layer_norm_epsilon = 1e-6;
+    l.push_back({"qwen2.5-0.5b", qwen25, true});
+    auto qwen3 = llama_shape("qwen3", 28, 1024, 3072, 16, 8, 151936, 40960, 1e6);
+    qwen3.head_size = 128;
+    qwen3.qk_norm = true;
+    qwen3.layer_norm_epsilon = 1e-6;
+    l.push_back({"qwen3-0.6b", qwen3, true});
+    auto llama32 = llama_shape("llama", 16, 2048, 8192, 32, 8, 128256, 131072, 500000.0);
+    llama32.rope.scaling = ef::rope_scaling_kind::llama3;
+    llama32.rope.factor = 32.0;
+    llama32.rope.original_context = 8192;
+    l.push_back({"llama-3.2-1b", llama32, true});
+    l.push_back({"tinyllama-1.1b",
+                 llama_shape("llama", 22, 2048, 5632, 32, 4, 32000, 2048, 10000.0), false});
+    return l;
+  }();
+  return list;
+}
+
+std::string shape_names() {
+  std::string names;
+  for (const auto& s : shapes()) names += (names.empty() ? "" : ", ") + std::string(s.name);
+  return names;
+}
+
+/// Random weights of a named shape.
+ef::model random_model(const std::string& shape) {
+  for (const auto& s : shapes()) {
+    if (shape != s.name) continue;
+    ef::model m;
+    m.config = s.config;
+    m.weights = s.config.positions == ef::position_kind::rotary
+                    ? ef::init_llama_weights<float>(s.config, 1, s.tied)
+                    : ef::init_gpt2_weights<float>(s.config, 1);
+    return m;
+  }
+  throw usage_error("--shape '" + shape + "' is not one of " + shape_names());
+}
+
+struct bench_result {
+  std::string test, dtype;
+  long long n_prompt = 0, n_gen = 0, depth = 0;
+  int threads = 1;
+  double mean = 0, stddev = 0, rate = 0;  // tokens/s, and GFLOP/s (pp) or weight GB/s (tg)
+  double peak_rss = 0;
+};
+
+/// Mean and sample standard deviation of tokens/s over the runs.
+std::pair<double, double> mean_sd(const std::vector<double>& v) {
+  double mean = 0, var = 0;
+  for (double x : v) mean += x / double(v.size());
+  for (double x : v)
+    var += (x - mean) * (x - mean) / double(std::max<std::size_t>(1, v.size() - 1));
+  return {mean, std::sqrt(var)};
+}
+
+void run_bench(const bench_options& opt) {
+  const auto prompts = parse_list(opt.prompts, "-p");
+  const auto gens = parse_list(opt.gens, "-n");
+  const auto threads = parse_list(
+      opt.threads.empty() ? std::to_string(ef::num_threads()) : opt.threads, "--threads");
+  if (opt.repetitions < 1) throw usage_error("-r must be >= 1");
+  if (opt.depth < 0) throw usage_error("--depth must be >= 0");
+  // Packing is one-way (f32 -> bf16 -> bf16mix only flips the mode), so dtypes run in that order.
+  std::vector<std::string> dtypes;
+  const auto requested = split_commas(opt.dtypes);
+  for (const std::string& d : requested) {
+    if (d != "f32" && d != "bf16" && d != "bf16mix") {
+      throw usage_error("--dtype '" + d + "' is not one of f32, bf16, bf16mix");
+    }
+  }
+  for (const char* d : {"f32", "bf16", "bf16mix"}) {
+    if (std::find(requested.begin(), requested.end(), d) != requested.end()) dtypes.push_back(d);
+  }
+  ef::model m;
+  std::string model_name;
+  if (!opt.model_dir.empty()) {
+    check_model_dir(opt.model_dir);
+    const auto start = clock_type::now();
+    m = ef::load_hf_model<float>(opt.model_dir);
+    std::fprintf(stderr, "bench: loaded %s in %.3f s\n", opt.model_dir.c_str(),
+                 seconds_since(start));
+    model_name = fs::path(opt.model_dir).filename().string();
+  } else {
+    const auto start = clock_type::now();
+    m = random_model(opt.shape);
+    std::fprintf(stderr, "bench: built %s-shaped random weights in %.1f s\n", opt.shape.c_str(),
+                 seconds_since(start));
+    model_name = opt.shape + " (random)";
+  }
+  const auto& c = m.config;
+  for (const long long p : prompts) {
+    if (p > c.n_ctx)
+      throw usage_error(ef::detail::concat("-p ", p, " exceeds the context of ", c.n_ctx));
+  }
+  for (const long long n : gens) {
+    if (opt.depth + n > c.n_ctx) {
+      throw usage_error(ef::detail::concat("--depth ", opt.depth, " + -n ", n,
+                                           " exceeds the context of ", c.n_ctx));
+    }
+  }
+  const auto tokens_of = [&](long long n) {
+    std::vector<ef::token_id> t(static_cast<std::size_t>(n));
+    for (std::size_t i = 0; i < t.size(); ++i)
+      t[i] = ef::token_id((i * 7919 + 13) % std::size_t(c.vocab_size));
+    return t;
+  };
+
+  std::vector<bench_result> results;
+  const std::size_t total = dtypes.size() * threads.size() * (prompts.size() + gens.size());
+  for (const std::string& dtype : dtypes) {
+    apply_dtype(m.weights, dtype);
+    const double bytes_per_weight = dtype == "f32" ? 4.0 : 2.0;
+    for (const long long t : threads) {
+      ef::set_num_threads(int(t));
+      const auto report = [&](bench_result r) {
+        r.threads = int(t);
+        r.dtype = dtype;
+        if (opt.json) {
+          const nlohmann::json j = {{"model", model_name},
+                                    {"test", r.test},
+                                    {"n_prompt", r.n_prompt},
+                                    {"n_gen", r.n_gen},
+                                    {"depth", r.depth},
+                                    {"dtype", r.dtype},
+                                    {"threads", r.threads},
+                                    {"tokens_per_s", r.mean},
+                                    {"stddev", r.stddev},
+                                    {"gflops", r.n_prompt > 0 ? r.rate : 0.0},
+                                    {"weight_gb_per_s", r.n_gen > 0 ? r.rate : 0.0},
+                                    {"peak_rss_mib", r.peak_rss}};
+          std::printf("%s\n", j.dump().c_str());
+          std::fflush(stdout);
+        }
+        results.push_back(r);
+      };
+      for (const long long p : prompts) {
+        std::fprintf(stderr, "bench: [%zu/%zu] pp%lld %s threads=%lld\n", results.size() + 1, total,
+                     p, dtype.c_str(), t);
+        reset_peak_rss();
+        const auto tokens = tokens_of(p);
+        ef::activations acts(c, p, ef::logits_for::last_position);
+        std::vector<double> rates;
+        for (long long run = 0; run <= opt.repetitions; ++run) {  // run 0 is the warm-up
+          const auto start = clock_type::now();
+          ef::forward(c, m.weights, tokens, acts, ef::logits_for::last_position);
+          if (run > 0) rates.push_back(double(p) / seconds_since(start));
+        }
+        bench_result r;
+        r.test = "pp" + std::to_string(p), r.n_prompt = p;
+        std::tie(r.mean, r.stddev) = mean_sd(rates);
+        r.rate = ef::forward_flops(c, 0, p, 1) / (double(p) / r.mean) * 1e-9;
+        r.peak_rss = peak_rss_mib();
+        report(r);
+      }
+      for (const long long n : gens) {
+        std::fprintf(stderr, "bench: [%zu/%zu] tg%lld depth=%lld %s threads=%lld\n",
+                     results.size() + 1, total, n, opt.depth, dtype.c_str(), t);
+        reset_peak_rss();
+        const auto prompt = tokens_of(std::max<long long>(opt.depth, 1));
+        ef::kv_cache cache(c, opt.depth + n);  // not n_ctx: Llama 3.2 allows 131072
+        ef::activations prefill_acts(c, std::max<long long>(opt.depth, 1),
+                                     ef::logits_for::last_position);
+        ef::activations acts(c, 1, ef::logits_for::last_position);
+        std::vector<double> rates;
+        for (long long run = 0; run <= opt.repetitions; ++run) {
+          cache.reset();
+          ef::token_id next = 0;
+          if (opt.depth > 0) {  // the prompt is not timed
+            const auto logits = ef::forward(c, m.weights, cache, prompt, prefill_acts);
+            logits.row(0).maxCoeff(&next);
+          }
+          const auto start = clock_type::now();
+          for (long long i = 0; i < n; ++i) {
+            const auto logits = ef::forward(c, m.weights, cache, {next}, acts);
+            ef::index_t best = 0;
+            logits.row(0).maxCoeff(&best);
+            next = ef::token_id(best);
+          }
+          if (run > 0) rates.push_back(double(n) / seconds_since(start));
+        }
+        bench_result r;
+        r.test = "tg" + std::to_string(n), r.n_gen = n, r.depth = opt.depth;
+        std::tie(r.mean, r.stddev) = mean_sd(rates);
+        r.rate = ef::decode_weight_bytes(c, bytes_per_weight) * r.mean * 1e-9;
+        r.peak_rss = peak_rss_mib();
+        report(r);
+      }
+    }
+  }
+  if (!opt.json) {
+    std::printf(
+        "| model | test | dtype | threads | tokens/s | GFLOP/s or weight GB/s | peak RSS MiB |\n");
+    std::printf("|---|---|---|---:|---:|---:|---:|\n");
+    for (const auto& r : results) {
+      const std::string test = r.n_gen > 0 ? r.test + " @ d" + std::to_string(r.depth) : r.test;
+      std::printf("| %s | %s | %s | %d | %.1f ± %.1f | %.1f %s | %.0f |\n", model_name.c_str(),
+                  test.c_str(), r.dtype.c_str(), r.threads, r.mean, r.stddev, r.rate,
+                  r.n_gen > 0 ? "GB/s" : "GFLOP/s", r.peak_rss);
+    }
+  }
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app) {
+  auto opt = std::make_shared<bench_options>();
+  auto* cmd =
+      app.add_subcommand("bench", "prefill (ppN) and generation (tgN) speed, llama-bench style");
+  auto* model = cmd->add_option("--model", opt->model_dir, "Hugging Face model directory");
+  cmd->add_option("--shape", opt->shape,
+                  "random weights of this shape (default gpt2): " + shape_names())
+      ->excludes(model);
+  cmd->add_option("-p", opt->prompts, "prefill sizes, comma separated (default 256)");
+  cmd->add_option("-n", opt->gens, "generated tokens, comma separated (default 128)");
+  cmd->add_option("--depth", opt->depth, "prompt tokens before generation (default 128)");
+  cmd->add_option("--threads", opt->threads, "thread counts, comma separated (default: all cores)");
+  cmd->add_option("--dtype", opt->dtypes,
+                  "weight types, comma separated: f32, bf16, bf16mix (default f32)");
+  cmd->add_option("-r", opt->repetitions, "timed runs per test after one warm-up (default 5)");
+  cmd->add_flag("--json", opt->json, "one JSON object per line instead of the table");
+  cmd->callback([opt] { run_bench(*opt); });
+}
+
+}  // namespace eigenformer_cli
