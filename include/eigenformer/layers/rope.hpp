@@ -64,6 +64,11 @@ inline std::vector<double> rope_inverse_frequencies(const rope_config& rope, ind
       }
     }
   }
+  for (const double f : inv_freq) {
+    if (!std::isfinite(f)) {
+      throw value_error("rope: the scaling parameters give a non-finite frequency");
+    }
+  }
   return inv_freq;
 }
 

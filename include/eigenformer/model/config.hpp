@@ -132,6 +132,7 @@ struct model_config {
         }
         check_range("rope original_context", rope.original_context, 1, index_t(1) << 24);
       }
+      (void)rope_inverse_frequencies(rope, head_dim());  // throws if a frequency is not finite
     }
     if (norm == norm_kind::rms_norm && positions == position_kind::learned) {
       // Not a family anyone ships; refusing keeps the set of tested combinations closed.
