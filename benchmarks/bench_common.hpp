@@ -3,6 +3,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <random>
 #include <vector>
 
 #include <eigenformer/eigenformer.hpp>
@@ -19,6 +20,15 @@ inline const ef::model_config& gpt2_config() {
 inline const ef::basic_model_weights<float>& gpt2_weights() {
   static const auto weights = ef::init_gpt2_weights<float>(gpt2_config(), 1234);
   return weights;
+}
+
+/// A [rows x cols] matrix of N(0, 1) values, the same for every run.
+inline ef::matrix<float> random_activations(ef::index_t rows, ef::index_t cols) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  ef::matrix<float> m(rows, cols);
+  for (ef::index_t i = 0; i < m.size(); ++i) m.data()[i] = normal(rng);
+  return m;
 }
 
 /// FLOPs of a whole-sequence forward pass over T tokens without the LM head.

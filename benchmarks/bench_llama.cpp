@@ -9,6 +9,7 @@ namespace {
 
 using bench::ef::index_t;
 using bench::ef::matrix;
+using bench::random_activations;
 
 const bench::ef::model_config& smollm2_config() {
   static const bench::ef::model_config config = [] {
@@ -23,14 +24,6 @@ const bench::ef::model_config& smollm2_config() {
 const bench::ef::basic_model_weights<float>& smollm2_layer() {
   static const auto weights = bench::ef::init_llama_weights<float>(smollm2_config(), 99);
   return weights;
-}
-
-matrix<float> random_activations(index_t rows, index_t cols) {
-  std::mt19937 rng(7);
-  std::normal_distribution<float> normal(0.f, 1.f);
-  matrix<float> m(rows, cols);
-  for (index_t i = 0; i < m.size(); ++i) m.data()[i] = normal(rng);
-  return m;
 }
 
 void BM_RmsNorm(benchmark::State& state) {

@@ -8,14 +8,7 @@ namespace {
 
 using bench::ef::index_t;
 using bench::ef::matrix;
-
-matrix<float> random_activations(index_t rows, index_t cols) {
-  std::mt19937 rng(7);
-  std::normal_distribution<float> normal(0.f, 1.f);
-  matrix<float> m(rows, cols);
-  for (index_t i = 0; i < m.size(); ++i) m.data()[i] = normal(rng);
-  return m;
-}
+using bench::random_activations;
 
 void BM_LayerNorm(benchmark::State& state) {
   const index_t T = state.range(0), C = bench::gpt2_config().n_embd;
