@@ -165,6 +165,9 @@ inline void bf16_block_widened(matrix_cref<float> a, const packed_bf16_matrix& w
 }
 
 #if defined(__AVX512F__)
+/// How many 64-byte lines ahead the one-row kernels prefetch in each panel.
+inline constexpr index_t bf16_prefetch_lines = 16;
+
 /// R rows of float x times P panels of bf16 W, all K: tile [R x P*16]. Each 64-byte load holds
 /// two rows of 16 weights; a shift and a mask widen them to float exactly.
 template <int R, int P>
@@ -186,6 +189,11 @@ void bf16_tile_float_x(const float* x, index_t ldx, const packed_bf16_matrix& w,
   for (index_t kk = 0; kk < full_pairs; ++kk) {
     __m512 row0[P], row1[P];
     for (int j = 0; j < P; ++j) {
+      // Decoding streams P short panels (K x 16 weights each) at once, too short for the
+      // hardware prefetcher to ramp up; ask for the line bf16_prefetch_lines ahead.
+      if (R == 1)
+        _mm_prefetch(reinterpret_cast<const char*>(panel[j] + (kk + bf16_prefetch_lines) * 32),
+                     _MM_HINT_T0);
       const __m512i v = _mm512_loadu_si512(panel[j] + kk * 32);
       row0[j] = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
       row1[j] = _mm512_castsi512_ps(_mm512_and_si512(v, high_half));
@@ -233,7 +241,12 @@ void bf16_tile_bf16_x(const std::uint32_t* x_pairs, index_t ld_pairs, const pack
   const index_t pairs = w.row_pairs();
   for (index_t kk = 0; kk < pairs; ++kk) {
     __m512bh b[P];
-    for (int j = 0; j < P; ++j) b[j] = (__m512bh)_mm512_loadu_si512(panel[j] + kk * 32);
+    for (int j = 0; j < P; ++j) {
+      if (R == 1)  // decoding: see bf16_prefetch_lines
+        _mm_prefetch(reinterpret_cast<const char*>(panel[j] + (kk + bf16_prefetch_lines) * 32),
+                     _MM_HINT_T0);
+      b[j] = (__m512bh)_mm512_loadu_si512(panel[j] + kk * 32);
+    }
     for (int r = 0; r < R; ++r) {
       const __m512bh a = (__m512bh)_mm512_set1_epi32(static_cast<int>(x_pairs[r * ld_pairs + kk]));
       for (int j = 0; j < P; ++j) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], a, b[j]);
