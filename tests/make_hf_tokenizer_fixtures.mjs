@@ -28,6 +28,13 @@ const metaspaceAlwaysSplit = {
     { type: "Metaspace", replacement: "\u2581", prepend_scheme: "always", split: true }] },
   decoder: { type: "Metaspace", replacement: "\u2581", prepend_scheme: "always", split: true },
 };
+// A normalizer that can empty a piece ("xx" -> ""): Hugging Face drops emptied pieces before
+// the pre-tokenizer, so no lone "▁" is prepended to them.
+const metaspaceEmptied = {
+  normalizer: { type: "Sequence", normalizers: [{ type: "Replace", pattern: { Regex: "[xX]+" }, content: "" }, { type: "NFC" }] },
+  pre_tokenizer: { type: "Metaspace", replacement: "\u2581", prepend_scheme: "always", split: false },
+  decoder: { type: "Metaspace", replacement: "\u2581", prepend_scheme: "always", split: false },
+};
 // Every other pipeline piece on the Qwen3 vocabulary: added tokens with lstrip, rstrip,
 // single_word and normalized; a normalizer sequence; each Split behavior, inverted too; Digits;
 // a two-token template; Replace (regex) and Strip decoders (Strip with stop > 0 panics inside
@@ -65,6 +72,7 @@ const tokenizers = [
   { name: "llama2", base: "llama2", replace: null, specials: ["<s>", "</s>", "<unk>"] },
   { name: "llama2_metaspace_first", base: "llama2", replace: metaspaceFirst, specials: ["<s>", "</s>"] },
   { name: "llama2_metaspace_always_split_digits", base: "llama2", replace: metaspaceAlwaysSplit, specials: ["<s>", "</s>"] },
+  { name: "llama2_metaspace_emptied", base: "llama2", replace: metaspaceEmptied, specials: ["x", "xx", " x", "X", "<s>x", "x</s>"] },
   { name: "qwen3_pipeline_variant", base: "qwen3", replace: pipelineVariant.replace, added_extra: pipelineVariant.added_extra,
     specials: ["<mask>", " <mask>", "[sep]", "[sep]  ", "hello world", "hello   world", "cat", "cats", " cat ", "<|im_start|>", "!", "a1b2", "xyz"] },
 ];

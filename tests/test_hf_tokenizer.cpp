@@ -84,7 +84,7 @@ TEST_P(HfTokenizerFixture, DecodesLikeTheRustLibrary) {
 INSTANTIATE_TEST_SUITE_P(RealFiles, HfTokenizerFixture,
                          ::testing::Values("llama3", "qwen3", "llama2", "llama2_metaspace_first",
                                            "llama2_metaspace_always_split_digits",
-                                           "qwen3_pipeline_variant"));
+                                           "llama2_metaspace_emptied", "qwen3_pipeline_variant"));
 
 TEST(HfTokenizer, KnownIdsAndSpecialTokens) {
   const auto& llama2 = *load("llama2").tokenizer;

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "eigenformer/core/error.hpp"
+#include "eigenformer/io/json_fields.hpp"
 #include "eigenformer/io/safetensors.hpp"
 #include "eigenformer/io/safetensors_writer.hpp"
 #include "eigenformer/model/config.hpp"
@@ -37,39 +38,17 @@ inline std::string join_path(const std::string& dir, const std::string& file) {
 
 /// Parses a Hugging Face GPT-2 `config.json` (given as text; `source` names it in errors).
 inline model_config parse_hf_gpt2_config(const std::string& text, const std::string& source) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    throw format_error(source + ": malformed JSON: " + e.what());
-  }
-  if (!j.is_object()) throw format_error(source + ": the top level is not a JSON object");
-
-  const auto integer = [&](const char* key, bool required, index_t fallback) -> index_t {
-    const auto it = j.find(key);
-    if (it == j.end() || it->is_null()) {
-      if (required) throw format_error(source + ": missing integer '" + key + "'");
-      return fallback;
-    }
-    if (!it->is_number_integer()) {
-      throw format_error(source + ": '" + key + "' is " + it->dump() + ", not an integer");
-    }
-    return it->get<index_t>();
-  };
+  const nlohmann::json j = detail::parse_json_object(text, source);
+  const detail::json_fields f(j, source);
   model_config c;
-  c.n_layer = integer("n_layer", true, 0);
-  c.n_head = integer("n_head", true, 0);
-  c.n_embd = integer("n_embd", true, 0);
-  c.vocab_size = integer("vocab_size", true, 0);
+  c.n_layer = f.integer("n_layer", true, 0);
+  c.n_head = f.integer("n_head", true, 0);
+  c.n_embd = f.integer("n_embd", true, 0);
+  c.vocab_size = f.integer("vocab_size", true, 0);
   // Newer files use n_positions; very old ones only n_ctx.
-  c.n_ctx = j.contains("n_positions") ? integer("n_positions", true, 0) : integer("n_ctx", true, 0);
-  c.n_inner = integer("n_inner", false, 0);
-  if (const auto it = j.find("layer_norm_epsilon"); it != j.end()) {
-    if (!it->is_number()) {
-      throw format_error(source + ": 'layer_norm_epsilon' is " + it->dump() + ", not a number");
-    }
-    c.layer_norm_epsilon = it->get<double>();
-  }
+  c.n_ctx = f.find("n_positions") ? f.integer("n_positions", true, 0) : f.integer("n_ctx", true, 0);
+  c.n_inner = f.integer("n_inner", false, 0);
+  c.layer_norm_epsilon = f.number("layer_norm_epsilon", c.layer_norm_epsilon);
   // Variants this implementation does not compute: refuse them instead of producing garbage.
   if (const auto it = j.find("activation_function"); it != j.end()) {
     const std::string act = it->is_string() ? it->get<std::string>() : it->dump();
@@ -96,10 +75,7 @@ inline model_config parse_hf_gpt2_config(const std::string& text, const std::str
 }
 
 inline model_config read_hf_gpt2_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw io_error(path + ": cannot open file");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return parse_hf_gpt2_config(text, path);
+  return parse_hf_gpt2_config(detail::read_text_file(path), path);
 }
 
 /// Reads the weights of `config` from an opened safetensors file, checking every tensor's

@@ -63,8 +63,10 @@ class hf_tokenizer {
     read_pre_tokenizer(member(j, "pre_tokenizer", false), "pre_tokenizer");
     read_post_processor(member(j, "post_processor", false), "post_processor");
     read_decoder(member(j, "decoder", false), "decoder");
+    special_.assign(model_.id_to_token.size(), false);
     for (std::size_t k = 0; k < added_.size(); ++k) {
       auto& a = added_[k];
+      if (a.special) special_[std::size_t(a.id)] = true;
       a.match = a.normalized ? normalize(a.content) : a.content;
       if (!a.match.empty())
         candidates_[a.normalized][static_cast<unsigned char>(a.match[0])].push_back(k);
@@ -93,6 +95,10 @@ class hf_tokenizer {
     for (auto& p : pieces) {
       if (p.id < 0) p.text = normalize(p.text);
     }
+    // A piece the normalizer emptied is gone, as in Hugging Face's split (no lone prefix "▁").
+    pieces.erase(std::remove_if(pieces.begin(), pieces.end(),
+                                [](const piece& p) { return p.id < 0 && p.text.empty(); }),
+                 pieces.end());
     pieces = split_added_tokens(std::move(pieces), true);
     for (const auto& step : pre_tokenizer_) pieces = pre_tokenize(step, std::move(pieces));
     for (const auto& p : pieces) {
@@ -148,8 +154,7 @@ class hf_tokenizer {
   }
 
   bool is_special(token_id id) const {
-    return std::any_of(added_.begin(), added_.end(),
-                       [&](const added_token& a) { return a.id == id && a.special; });
+    return id >= 0 && id < vocab_size() && special_[std::size_t(id)];
   }
 
   const std::vector<added_token>& added_tokens() const { return added_; }
@@ -212,11 +217,11 @@ class hf_tokenizer {
   enum class pre_tokenizer_kind { split, byte_level, metaspace, digits };
   struct pre_tokenizer_step {
     pre_tokenizer_kind kind;
-    pattern what;  // split
+    pattern what;  // split; metaspace: the replacement
     split_behavior behavior = split_behavior::isolated;
     bool invert = false;
     bool add_prefix_space = false, use_regex = false;  // byte_level
-    std::string replacement;                           // metaspace
+    std::string replacement;                           // metaspace (`what` finds it)
     prepend_scheme scheme = prepend_scheme::always;    // metaspace
     bool split = false;                                // metaspace
     bool individual_digits = false;                    // digits
@@ -224,7 +229,7 @@ class hf_tokenizer {
   enum class decoder_kind { byte_level, byte_fallback, replace, fuse, strip, metaspace };
   struct decoder_step {
     decoder_kind kind;
-    pattern what;         // replace
+    pattern what;         // replace; metaspace: the replacement
     std::string content;  // replace: the content; strip: the character; metaspace: replacement
     std::size_t start = 0, stop = 0;  // strip
     prepend_scheme scheme = prepend_scheme::always;
@@ -452,6 +457,7 @@ class hf_tokenizer {
     } else if (type == "Metaspace") {
       step.kind = pre_tokenizer_kind::metaspace;
       step.replacement = read_replacement(f);
+      step.what.literal = step.replacement;
       step.scheme = read_scheme(f);
       step.split = f.boolean("split", true);
     } else if (type == "Digits") {
@@ -549,6 +555,7 @@ class hf_tokenizer {
     } else if (type == "Metaspace") {
       step.kind = decoder_kind::metaspace;
       step.content = read_replacement(f);
+      step.what.literal = step.content;
       step.scheme = read_scheme(f);
     } else {
       throw format_error(source_ + ": " + where + " type '" + type + "' is not supported");
@@ -796,20 +803,17 @@ class hf_tokenizer {
           break;
         }
         case pre_tokenizer_kind::metaspace: {
-          pattern space;
-          space.literal = " ";
+          static const pattern space{" ", nullptr};
           std::string text = space.replace_all(p.text, step.replacement);
           const bool prepend = step.scheme == prepend_scheme::always ||
                                (step.scheme == prepend_scheme::first && p.at_start);
           if (prepend && text.compare(0, step.replacement.size(), step.replacement) != 0)
             text = step.replacement + text;
           if (step.split) {
-            pattern marker;
-            marker.literal = step.replacement;
-            push_spans(
-                p, text,
-                split_spans(text, marker.find_all(text), split_behavior::merged_with_next, false),
-                out);
+            push_spans(p, text,
+                       split_spans(text, step.what.find_all(text), split_behavior::merged_with_next,
+                                   false),
+                       out);
           } else {
             out.push_back({std::move(text), -1, p.at_start});
           }
@@ -893,10 +897,8 @@ class hf_tokenizer {
         // where every replacement is dropped unless the scheme is "never" (so after a Fuse, the
         // whole text loses its spaces — Hugging Face's behavior, kept for exactness).
         for (std::size_t i = 0; i < tokens.size(); ++i) {
-          pattern marker;
-          marker.literal = step.content;
           const bool drop = i == 0 && step.scheme != prepend_scheme::never;
-          out.push_back(marker.replace_all(tokens[i], drop ? "" : " "));
+          out.push_back(step.what.replace_all(tokens[i], drop ? "" : " "));
         }
         break;
     }
@@ -906,6 +908,7 @@ class hf_tokenizer {
   std::string source_;
   bpe_model model_;
   std::vector<bool> has_id_;           // [vocab_size]
+  std::vector<bool> special_;          // [vocab_size] an added token marked special
   std::size_t model_vocab_count_ = 0;  // entries of model.vocab (Hugging Face's model size)
   std::vector<added_token> added_;
   std::vector<normalizer_step> normalizer_;
