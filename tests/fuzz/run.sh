@@ -10,7 +10,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$build/fuzz-artifacts"
-for name in safetensors hf_config tokenizer_files tokenizer_encode token_ids hf_tokenizer; do
+for name in safetensors gguf hf_config tokenizer_files tokenizer_encode token_ids hf_tokenizer; do
   mkdir -p "$work/$name"
   cp -r "$here/corpus/$name/." "$work/$name/"
   if ! "$build/tests/fuzz/fuzz_$name" "$work/$name" -max_total_time="$seconds" -timeout=10 \

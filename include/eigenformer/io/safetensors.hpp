@@ -21,20 +21,13 @@
 #include <utility>
 #include <vector>
 
-#if defined(__unix__) || defined(__APPLE__)
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#define EIGENFORMER_HAS_MMAP 1
-#endif
-
 #include <Eigen/Core>
 #include <nlohmann/json.hpp>
 
 #include "eigenformer/core/error.hpp"
 #include "eigenformer/core/parallel.hpp"
 #include "eigenformer/core/types.hpp"
+#include "eigenformer/io/mapped_file.hpp"
 
 namespace eigenformer {
 
@@ -171,58 +164,24 @@ class safetensors_file {
     if (!detail::host_is_little_endian()) {
       throw io_error(path_ + ": safetensors reading needs a little-endian host");
     }
-#ifdef EIGENFORMER_HAS_MMAP
-    const int fd = ::open(path_.c_str(), O_RDONLY);
-    if (fd < 0) throw io_error(path_ + ": cannot open file");
-    struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-      ::close(fd);
-      throw io_error(path_ + ": not a regular file");
-    }
-    size_ = static_cast<std::size_t>(st.st_size);
-    if (size_ > 0) {
-      void* mapped = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-      ::close(fd);
-      if (mapped == MAP_FAILED) throw io_error(path_ + ": cannot map file");
-      const std::size_t length = size_;
-      owner_ = std::shared_ptr<void>(mapped, [length](void* p) { ::munmap(p, length); });
-      data_ = static_cast<const unsigned char*>(mapped);
-    } else {
-      ::close(fd);
-    }
-#else
-    std::ifstream in(path_, std::ios::binary | std::ios::ate);
-    if (!in) throw io_error(path_ + ": cannot open file");
-    const auto size = static_cast<std::streamoff>(in.tellg());
-    if (size < 0) throw io_error(path_ + ": cannot determine file size");
-    auto bytes = std::make_shared<std::vector<unsigned char>>(static_cast<std::size_t>(size));
-    in.seekg(0);
-    if (size > 0 && !in.read(reinterpret_cast<char*>(bytes->data()), size)) {
-      throw io_error(path_ + ": read failed");
-    }
-    adopt(std::move(bytes));
-#endif
+    file_ = mapped_file(path_);
+    data_ = file_.data();
+    size_ = file_.size();
     parse();
   }
 
   /// Parses bytes already in memory; `name` is used in error messages.
   safetensors_file(std::vector<unsigned char> bytes, std::string name) : path_(std::move(name)) {
-    adopt(std::make_shared<std::vector<unsigned char>>(std::move(bytes)));
+    file_ = mapped_file(std::move(bytes));
+    data_ = file_.data();
+    size_ = file_.size();
     parse();
   }
 
-  const std::string& path() const {
-    return path_;
-  }
-  const std::map<std::string, tensor_info>& tensors() const {
-    return tensors_;
-  }
-  const std::map<std::string, std::string>& metadata() const {
-    return metadata_;
-  }
-  bool contains(const std::string& name) const {
-    return tensors_.count(name) != 0;
-  }
+  const std::string& path() const { return path_; }
+  const std::map<std::string, tensor_info>& tensors() const { return tensors_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  bool contains(const std::string& name) const { return tensors_.count(name) != 0; }
 
   const tensor_info& info(const std::string& name) const {
     const auto it = tensors_.find(name);
@@ -309,19 +268,9 @@ class safetensors_file {
   }
 
  private:
-  const unsigned char* data_begin() const {
-    return data_ + 8 + header_size_;
-  }
+  const unsigned char* data_begin() const { return data_ + 8 + header_size_; }
 
-  void adopt(std::shared_ptr<std::vector<unsigned char>> bytes) {
-    data_ = bytes->data();
-    size_ = bytes->size();
-    owner_ = std::move(bytes);
-  }
-
-  [[noreturn]] void fail(const std::string& what) const {
-    throw format_error(path_ + ": " + what);
-  }
+  [[noreturn]] void fail(const std::string& what) const { throw format_error(path_ + ": " + what); }
 
   static bool parse_dtype(const std::string& s, dtype& out) {
     for (const auto& e : detail::dtype_table) {
@@ -451,9 +400,9 @@ class safetensors_file {
   }
 
   std::string path_;
-  const unsigned char* data_ = nullptr;  // the whole file: mapped, or owned by owner_
+  mapped_file file_;
+  const unsigned char* data_ = nullptr;  // file_'s bytes
   std::size_t size_ = 0;
-  std::shared_ptr<void> owner_;  // keeps the mapping or the buffer alive (and copies cheap)
   std::size_t header_size_ = 0;
   std::map<std::string, tensor_info> tensors_;
   std::map<std::string, std::string> metadata_;
