@@ -1,0 +1,114 @@
+// eigenformer/quant/blocks.hpp — ggml's quantized block formats, bit for bit, so the bytes of a
+// GGUF tensor are used as they are: a row of K weights is K / 32 consecutive blocks.
+//
+//   q8_0: 34 bytes = fp16 scale d + 32 int8 q;            weight = d * q
+//   q4_0: 18 bytes = fp16 scale d + 16 bytes of nibbles;  weight = d * (nibble - 8), the low
+//         nibbles of the 16 bytes are weights 0..15 of the block, the high nibbles 16..31
+//
+// Quantizing follows ggml's reference rounding (ggml-quants.c, quantize_row_*_ref) as
+// llama-quantize computes it on an FMA machine, so our blocks equal llama.cpp's:
+//   q8_0: d = max|x| / 127, q = roundf(x / d) (computed as x * (1/d), half away from zero)
+//   q4_0: d = (the x of largest |x|) / -8, nibble = min(15, trunc(fma(x, 1/d, 8.5)))
+// tests/test_quant_blocks.cpp compares with llama.cpp's gguf-py on the same numbers.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include <Eigen/Core>
+
+#include "eigenformer/core/error.hpp"
+#include "eigenformer/core/types.hpp"
+
+namespace eigenformer {
+
+/// Weights per block of q8_0 and q4_0.
+inline constexpr index_t quant_block_weights = 32;
+
+struct block_q8_0 {
+  std::uint16_t d;  // fp16 bits
+  std::int8_t q[32];
+};
+struct block_q4_0 {
+  std::uint16_t d;     // fp16 bits
+  std::uint8_t q[16];  // q[j] & 15: weight j; q[j] >> 4: weight j + 16
+};
+static_assert(sizeof(block_q8_0) == 34 && sizeof(block_q4_0) == 18,
+              "ggml's block sizes: the structs must have no padding");
+
+namespace detail {
+inline std::uint16_t fp16_bits(float v) {
+  return Eigen::numext::bit_cast<std::uint16_t>(Eigen::half(v));  // round to nearest even
+}
+inline float fp16_value(std::uint16_t bits) {
+  return static_cast<float>(Eigen::numext::bit_cast<Eigen::half>(bits));
+}
+inline void check_block_multiple(index_t n, const char* what) {
+  if (n % quant_block_weights != 0)
+    throw shape_error(
+        concat(what, ": ", n, " weights are not a multiple of the block of ", quant_block_weights));
+}
+}  // namespace detail
+
+/// x[0:n] -> n / 32 q8_0 blocks.
+inline void quantize_row_q8_0(const float* x, block_q8_0* out, index_t n) {
+  detail::check_block_multiple(n, "quantize_row_q8_0");
+  for (index_t b = 0; b < n / quant_block_weights; ++b, x += quant_block_weights) {
+    float amax = 0.0f;
+    for (index_t j = 0; j < quant_block_weights; ++j) amax = std::max(amax, std::fabs(x[j]));
+    const float d = amax / 127.0f;
+    const float inverse = d != 0.0f ? 1.0f / d : 0.0f;
+    out[b].d = detail::fp16_bits(d);
+    for (index_t j = 0; j < quant_block_weights; ++j)
+      out[b].q[j] = static_cast<std::int8_t>(std::round(x[j] * inverse));
+  }
+}
+
+/// x[0:n] -> n / 32 q4_0 blocks.
+inline void quantize_row_q4_0(const float* x, block_q4_0* out, index_t n) {
+  detail::check_block_multiple(n, "quantize_row_q4_0");
+  for (index_t b = 0; b < n / quant_block_weights; ++b, x += quant_block_weights) {
+    float amax = 0.0f, signed_max = 0.0f;  // the first x of the largest magnitude, with its sign
+    for (index_t j = 0; j < quant_block_weights; ++j) {
+      if (amax < std::fabs(x[j])) {
+        amax = std::fabs(x[j]);
+        signed_max = x[j];
+      }
+    }
+    const float d = signed_max / -8.0f;
+    const float inverse = d != 0.0f ? 1.0f / d : 0.0f;
+    out[b].d = detail::fp16_bits(d);
+    const auto nibble = [&](float v) {
+      const float shifted = std::fma(v, inverse, 8.5f);  // in [0.5, 16.5]
+      return static_cast<std::uint8_t>(std::min(15, static_cast<int>(shifted)));
+    };
+    for (index_t j = 0; j < 16; ++j)
+      out[b].q[j] = static_cast<std::uint8_t>(nibble(x[j]) | (nibble(x[j + 16]) << 4));
+  }
+}
+
+/// n / 32 q8_0 blocks -> y[0:n].
+inline void dequantize_row_q8_0(const block_q8_0* in, float* y, index_t n) {
+  detail::check_block_multiple(n, "dequantize_row_q8_0");
+  for (index_t b = 0; b < n / quant_block_weights; ++b, y += quant_block_weights) {
+    const float d = detail::fp16_value(in[b].d);
+    for (index_t j = 0; j < quant_block_weights; ++j) y[j] = d * float(in[b].q[j]);
+  }
+}
+
+/// n / 32 q4_0 blocks -> y[0:n].
+inline void dequantize_row_q4_0(const block_q4_0* in, float* y, index_t n) {
+  detail::check_block_multiple(n, "dequantize_row_q4_0");
+  for (index_t b = 0; b < n / quant_block_weights; ++b, y += quant_block_weights) {
+    const float d = detail::fp16_value(in[b].d);
+    for (index_t j = 0; j < 16; ++j) {
+      y[j] = d * float(int(in[b].q[j] & 15) - 8);
+      y[j + 16] = d * float(int(in[b].q[j] >> 4) - 8);
+    }
+  }
+}
+
+}  // namespace eigenformer
