@@ -30,6 +30,7 @@
 
 #include "eigenformer/core/error.hpp"
 #include "eigenformer/core/types.hpp"
+#include "eigenformer/io/float_elements.hpp"
 #include "eigenformer/io/mapped_file.hpp"
 
 namespace eigenformer {
@@ -211,31 +212,22 @@ class gguf_file {
     if (t.ne.size() > 2) fail(detail::concat("tensor '", name, "' has ", t.ne.size(), " dims"));
     const index_t cols = index_t(t.ne[0]), rows = t.ne.size() == 2 ? index_t(t.ne[1]) : 1;
     matrix<Scalar> out(rows, cols);
-    const unsigned char* src = tensor_data(t);
-    const auto n = static_cast<std::size_t>(out.size());
-    Scalar* dst = out.data();
+    float_encoding encoding = float_encoding::f32;
     switch (t.type) {
       case ggml_type::f32:
-        for (std::size_t i = 0; i < n; ++i) {
-          float v;
-          std::memcpy(&v, src + 4 * i, 4);
-          dst[i] = Scalar(v);
-        }
         break;
       case ggml_type::f16:
+        encoding = float_encoding::f16;
+        break;
       case ggml_type::bf16:
-        for (std::size_t i = 0; i < n; ++i) {
-          std::uint16_t bits;
-          std::memcpy(&bits, src + 2 * i, 2);
-          dst[i] = Scalar(t.type == ggml_type::f16
-                              ? static_cast<float>(Eigen::numext::bit_cast<Eigen::half>(bits))
-                              : static_cast<float>(Eigen::numext::bit_cast<Eigen::bfloat16>(bits)));
-        }
+        encoding = float_encoding::bf16;
         break;
       default:
         fail("tensor '" + name + "' has type " + ggml_type_name(std::uint32_t(t.type)) +
              ", not a float type");
     }
+    convert_float_elements(tensor_data(t), encoding, out.data(),
+                           static_cast<std::size_t>(out.size()));
     return out;
   }
 
@@ -349,10 +341,7 @@ class gguf_file {
   }
 
   void parse() {
-    const std::uint32_t one = 1;
-    unsigned char first_byte;
-    std::memcpy(&first_byte, &one, 1);
-    if (first_byte != 1) fail("GGUF reading needs a little-endian host");
+    if (!detail::host_is_little_endian()) fail("GGUF reading needs a little-endian host");
     need(4, "magic");
     if (std::memcmp(file_.data(), "GGUF", 4) != 0) fail("not a GGUF file (bad magic)");
     pos_ = 4;

@@ -27,6 +27,7 @@
 #include "eigenformer/core/error.hpp"
 #include "eigenformer/core/parallel.hpp"
 #include "eigenformer/core/types.hpp"
+#include "eigenformer/io/float_elements.hpp"
 #include "eigenformer/io/mapped_file.hpp"
 
 namespace eigenformer {
@@ -99,57 +100,18 @@ struct tensor_info {
 };
 
 namespace detail {
-
-inline bool host_is_little_endian() {
-  const std::uint16_t probe = 1;
-  unsigned char first = 0;
-  std::memcpy(&first, &probe, 1);
-  return first == 1;
-}
-
-/// Asks the kernel to back [data, data + bytes) with transparent huge pages (where it may):
-/// a 124M-parameter model is ~120k 4 KiB pages, and first-touch page faults were most of the
-/// load time. Only whole 2 MiB-aligned pages inside the range are advised.
-inline void advise_huge_pages(void* data, std::size_t bytes) {
-#if defined(EIGENFORMER_HAS_MMAP) && defined(MADV_HUGEPAGE)
-  constexpr std::uintptr_t huge = std::uintptr_t(2) << 20;
-  const auto begin = (reinterpret_cast<std::uintptr_t>(data) + huge - 1) & ~(huge - 1);
-  const auto end = (reinterpret_cast<std::uintptr_t>(data) + bytes) & ~(huge - 1);
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-#else
-  (void)data, (void)bytes;
-#endif
-}
-
-/// Decodes element `i` of little-endian data of type `t` (memcpy: the data need not be aligned).
-template <class Scalar>
-Scalar load_element(const unsigned char* data, dtype t, std::size_t i) {
+inline float_encoding encoding_of(dtype t) {
   switch (t) {
-    case dtype::f64: {
-      double v;
-      std::memcpy(&v, data + 8 * i, 8);
-      return Scalar(v);
-    }
-    case dtype::f32: {
-      float v;
-      std::memcpy(&v, data + 4 * i, 4);
-      return Scalar(v);
-    }
-    case dtype::f16: {
-      std::uint16_t bits;
-      std::memcpy(&bits, data + 2 * i, 2);
-      return Scalar(static_cast<float>(Eigen::numext::bit_cast<Eigen::half>(bits)));
-    }
-    case dtype::bf16: {
-      std::uint16_t bits;
-      std::memcpy(&bits, data + 2 * i, 2);
-      return Scalar(static_cast<float>(Eigen::numext::bit_cast<Eigen::bfloat16>(bits)));
-    }
+    case dtype::f64:
+      return float_encoding::f64;
+    case dtype::f32:
+      return float_encoding::f32;
+    case dtype::f16:
+      return float_encoding::f16;
     default:
-      throw format_error(concat("dtype ", dtype_name(t), " is not a floating-point type"));
+      return float_encoding::bf16;
   }
 }
-
 }  // namespace detail
 
 /// A safetensors file read into memory, with its header validated.
@@ -165,16 +127,12 @@ class safetensors_file {
       throw io_error(path_ + ": safetensors reading needs a little-endian host");
     }
     file_ = mapped_file(path_);
-    data_ = file_.data();
-    size_ = file_.size();
     parse();
   }
 
   /// Parses bytes already in memory; `name` is used in error messages.
   safetensors_file(std::vector<unsigned char> bytes, std::string name) : path_(std::move(name)) {
     file_ = mapped_file(std::move(bytes));
-    data_ = file_.data();
-    size_ = file_.size();
     parse();
   }
 
@@ -213,49 +171,8 @@ class safetensors_file {
     const index_t rows = expected_shape.size() == 2 ? expected_shape[0] : 1;
     const index_t cols = expected_shape.back();
     matrix<Scalar> out(rows, cols);
-    const unsigned char* src = data_begin() + t.begin;
-    Scalar* dst = out.data();
-    const auto n = static_cast<std::size_t>(out.size());
-    detail::advise_huge_pages(dst, n * sizeof(Scalar));
-    // Copies run in chunks on all threads: most of the time goes to the kernel faulting in the
-    // destination pages, and both cores can take faults at once.
-    constexpr std::size_t chunk = std::size_t(1) << 20;  // elements
-    const auto n_chunks = static_cast<index_t>((n + chunk - 1) / chunk);
-    const auto chunk_range = [&](index_t c) {
-      const std::size_t first = static_cast<std::size_t>(c) * chunk;
-      return std::pair<std::size_t, std::size_t>(first, std::min(n, first + chunk));
-    };
-    if ((t.type == dtype::f32 && std::is_same_v<Scalar, float>) ||
-        (t.type == dtype::f64 && std::is_same_v<Scalar, double>)) {
-      parallel_for(n_chunks, [&](index_t c) {  // same layout: a plain copy
-        const auto [first, last] = chunk_range(c);
-        std::memcpy(dst + first, src + first * sizeof(Scalar), (last - first) * sizeof(Scalar));
-      });
-      return out;
-    }
-    // One loop per dtype, so the type switch is not inside the element loop.
-    const auto convert = [&](auto type) {  // type: std::integral_constant<dtype, ...>
-      parallel_for(n_chunks, [&](index_t c) {
-        const auto [first, last] = chunk_range(c);
-        for (std::size_t i = first; i < last; ++i) {
-          dst[i] = detail::load_element<Scalar>(src, decltype(type)::value, i);
-        }
-      });
-    };
-    switch (t.type) {
-      case dtype::f64:
-        convert(std::integral_constant<dtype, dtype::f64>{});
-        break;
-      case dtype::f32:
-        convert(std::integral_constant<dtype, dtype::f32>{});
-        break;
-      case dtype::f16:
-        convert(std::integral_constant<dtype, dtype::f16>{});
-        break;
-      default:
-        convert(std::integral_constant<dtype, dtype::bf16>{});
-        break;
-    }
+    convert_float_elements(data_begin() + t.begin, detail::encoding_of(t.type), out.data(),
+                           static_cast<std::size_t>(out.size()));
     return out;
   }
 
@@ -268,7 +185,7 @@ class safetensors_file {
   }
 
  private:
-  const unsigned char* data_begin() const { return data_ + 8 + header_size_; }
+  const unsigned char* data_begin() const { return file_.data() + 8 + header_size_; }
 
   [[noreturn]] void fail(const std::string& what) const { throw format_error(path_ + ": " + what); }
 
@@ -283,25 +200,26 @@ class safetensors_file {
   }
 
   void parse() {
-    if (size_ < 8) {
-      fail(detail::concat("file of ", size_, " bytes is too short for the 8-byte header size"));
+    if (file_.size() < 8) {
+      fail(detail::concat("file of ", file_.size(),
+                          " bytes is too short for the 8-byte header size"));
     }
     std::uint64_t header_size = 0;
     for (int i = 7; i >= 0; --i)
-      header_size = (header_size << 8) | data_[static_cast<std::size_t>(i)];
-    if (header_size > size_ - 8) {
-      fail(detail::concat("header size ", header_size, " is larger than the ", size_ - 8,
+      header_size = (header_size << 8) | file_.data()[static_cast<std::size_t>(i)];
+    if (header_size > file_.size() - 8) {
+      fail(detail::concat("header size ", header_size, " is larger than the ", file_.size() - 8,
                           " bytes after the size field (truncated file?)"));
     }
     if (header_size > max_header_bytes) {
       fail(detail::concat("header size ", header_size, " exceeds the limit of ", max_header_bytes));
     }
     header_size_ = static_cast<std::size_t>(header_size);
-    const std::size_t data_size = size_ - 8 - header_size_;
+    const std::size_t data_size = file_.size() - 8 - header_size_;
 
     nlohmann::json header;
     try {
-      header = nlohmann::json::parse(data_ + 8, data_ + 8 + header_size_);
+      header = nlohmann::json::parse(file_.data() + 8, file_.data() + 8 + header_size_);
     } catch (const nlohmann::json::exception& e) {
       fail(std::string("malformed JSON header: ") + e.what());
     }
@@ -401,8 +319,6 @@ class safetensors_file {
 
   std::string path_;
   mapped_file file_;
-  const unsigned char* data_ = nullptr;  // file_'s bytes
-  std::size_t size_ = 0;
   std::size_t header_size_ = 0;
   std::map<std::string, tensor_info> tensors_;
   std::map<std::string, std::string> metadata_;
