@@ -32,6 +32,8 @@
 #include "eigenformer/core/types.hpp"
 #include "eigenformer/io/float_elements.hpp"
 #include "eigenformer/io/mapped_file.hpp"
+#include "eigenformer/quant/blocks.hpp"
+#include "eigenformer/quant/k_quants.hpp"
 
 namespace eigenformer {
 
@@ -88,6 +90,25 @@ inline std::string ggml_type_name(std::uint32_t t) {
       {29, "IQ1_M"}, {34, "TQ1_0"},  {35, "TQ2_0"}};
   const auto it = others.find(t);
   return it != others.end() ? it->second : "type " + std::to_string(t);
+}
+
+/// One row of n weights of quantized type `t` (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) -> y[0:n].
+inline void dequantize_row(ggml_type t, const unsigned char* row, float* y, index_t n) {
+  switch (t) {
+    case ggml_type::q8_0:
+      return dequantize_row_q8_0(reinterpret_cast<const block_q8_0*>(row), y, n);
+    case ggml_type::q4_0:
+      return dequantize_row_q4_0(reinterpret_cast<const block_q4_0*>(row), y, n);
+    case ggml_type::q4_k:
+      return dequantize_row_q4_k(reinterpret_cast<const block_q4_k*>(row), y, n);
+    case ggml_type::q5_k:
+      return dequantize_row_q5_k(reinterpret_cast<const block_q5_k*>(row), y, n);
+    case ggml_type::q6_k:
+      return dequantize_row_q6_k(reinterpret_cast<const block_q6_k*>(row), y, n);
+    default:
+      throw format_error("dequantize_row: " + ggml_type_name(std::uint32_t(t)) +
+                         " is not a quantized type");
+  }
 }
 
 /// One metadata value. Arrays hold their elements as values too (strings, numbers).
@@ -204,30 +225,38 @@ class gguf_file {
     return file_.data() + data_start_ + t.offset;
   }
 
-  /// A float tensor (F32, F16, BF16) as a row-major matrix: ne = {cols, rows} gives
-  /// [rows x cols], a vector ne = {n} gives [1 x n]. format_error for other types or shapes.
+  /// A tensor as a row-major float matrix: ne = {cols, rows} gives [rows x cols], a vector
+  /// ne = {n} gives [1 x n]. F32/F16/BF16 are converted; quantized types are dequantized exactly
+  /// as ggml does (in float, then converted to Scalar). format_error for more than 2 dims.
   template <class Scalar>
   matrix<Scalar> read_float(const std::string& name) const {
     const gguf_tensor_info& t = tensor(name);
     if (t.ne.size() > 2) fail(detail::concat("tensor '", name, "' has ", t.ne.size(), " dims"));
     const index_t cols = index_t(t.ne[0]), rows = t.ne.size() == 2 ? index_t(t.ne[1]) : 1;
     matrix<Scalar> out(rows, cols);
-    float_encoding encoding = float_encoding::f32;
+    const unsigned char* data = tensor_data(t);
+    const auto float_type = [&](float_encoding e) {
+      convert_float_elements(data, e, out.data(), static_cast<std::size_t>(out.size()));
+    };
     switch (t.type) {
       case ggml_type::f32:
-        break;
+        float_type(float_encoding::f32);
+        return out;
       case ggml_type::f16:
-        encoding = float_encoding::f16;
-        break;
+        float_type(float_encoding::f16);
+        return out;
       case ggml_type::bf16:
-        encoding = float_encoding::bf16;
-        break;
+        float_type(float_encoding::bf16);
+        return out;
       default:
-        fail("tensor '" + name + "' has type " + ggml_type_name(std::uint32_t(t.type)) +
-             ", not a float type");
+        break;
     }
-    convert_float_elements(tensor_data(t), encoding, out.data(),
-                           static_cast<std::size_t>(out.size()));
+    const std::uint64_t row_bytes = t.bytes / std::uint64_t(rows);
+    parallel_for(rows, [&](index_t r) {
+      std::vector<float> row(static_cast<std::size_t>(cols));
+      dequantize_row(t.type, data + std::uint64_t(r) * row_bytes, row.data(), cols);
+      for (index_t c = 0; c < cols; ++c) out(r, c) = Scalar(row[std::size_t(c)]);
+    });
     return out;
   }
 

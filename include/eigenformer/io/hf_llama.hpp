@@ -37,6 +37,7 @@
 #include "eigenformer/model/config.hpp"
 #include "eigenformer/model/decoder.hpp"
 #include "eigenformer/model/weights.hpp"
+#include "eigenformer/ops/transpose.hpp"
 
 namespace eigenformer {
 
@@ -266,23 +267,6 @@ void for_each_hf_llama_tensor(const model_config& c, Weights& w, Visitor&& visit
   }
 }
 
-namespace detail {
-/// dst = src^T for large matrices: 64 x 64 tiles (both sides stay in cache), rows of dst in
-/// parallel. src: [R x K], dst: [K x R].
-template <class Scalar>
-void assign_transposed(matrix_cref<Scalar> src, matrix_ref<Scalar> dst) {
-  constexpr index_t tile = 64;
-  const index_t n_row_tiles = (dst.rows() + tile - 1) / tile;
-  parallel_for(n_row_tiles, [&](index_t t) {
-    const index_t r0 = t * tile, rows = std::min(tile, dst.rows() - r0);
-    for (index_t c0 = 0; c0 < dst.cols(); c0 += tile) {
-      const index_t cols = std::min(tile, dst.cols() - c0);
-      dst.block(r0, c0, rows, cols) = src.block(c0, r0, cols, rows).transpose();
-    }
-  });
-}
-}  // namespace detail
-
 /// Reads the weights of `config` from a Llama-family checkpoint, checking every tensor's
 /// presence, dtype and shape; F32/F16/BF16 (and F64) are converted to `Scalar`. `tied`: whether
 /// the LM head is the token embedding (then a stored lm_head.weight is ignored, as transformers
@@ -303,7 +287,7 @@ basic_model_weights<Scalar> read_hf_llama_weights(const model_config& config,
           bool transposed) {
         const matrix<Scalar> stored = files.read<Scalar>(name, shape);  // [1 x n] for vectors
         if (transposed) {
-          detail::assign_transposed<Scalar>(stored, dest);
+          assign_transposed<Scalar>(stored, dest);
         } else {
           dest = stored;
         }

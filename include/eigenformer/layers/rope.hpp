@@ -34,6 +34,9 @@ struct rope_config {
   double low_freq_factor = 1.0;     // llama3
   double high_freq_factor = 4.0;    // llama3
   index_t original_context = 8192;  // llama3: original_max_position_embeddings
+  /// [d/2] or empty: plane j's inverse frequency is further divided by entry j. GGUF files carry
+  /// Llama 3 scaling this way (the rope_freqs tensor llama.cpp's converter computes).
+  std::vector<double> frequency_divisors;
 };
 
 /// The inverse frequencies of one head's d/2 rotation planes, after scaling. [d/2], in double.
@@ -64,9 +67,17 @@ inline std::vector<double> rope_inverse_frequencies(const rope_config& rope, ind
       }
     }
   }
+  if (!rope.frequency_divisors.empty()) {
+    if (rope.frequency_divisors.size() != inv_freq.size()) {
+      throw shape_error(detail::concat("rope: ", rope.frequency_divisors.size(),
+                                       " frequency divisors for ", inv_freq.size(), " planes"));
+    }
+    for (std::size_t j = 0; j < inv_freq.size(); ++j) inv_freq[j] /= rope.frequency_divisors[j];
+  }
   for (const double f : inv_freq) {
-    if (!std::isfinite(f)) {
-      throw value_error("rope: the scaling parameters give a non-finite frequency");
+    if (!std::isfinite(f) || !(f > 0.0)) {
+      throw value_error(
+          "rope: the scaling parameters give a frequency that is not positive and finite");
     }
   }
   return inv_freq;
