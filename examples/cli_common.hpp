@@ -29,9 +29,13 @@ inline double seconds_since(clock_type::time_point start) {
   return std::chrono::duration<double>(clock_type::now() - start).count();
 }
 
-/// A Hugging Face model directory: config.json and model.safetensors (or sharded files).
+/// A GGUF model file, or a Hugging Face model directory: config.json and model.safetensors (or
+/// sharded files). The files' contents are checked by the loaders.
 inline void check_model_dir(const std::string& dir) {
-  if (!fs::is_directory(dir)) throw usage_error("model directory '" + dir + "' does not exist");
+  if (fs::is_regular_file(dir)) return;  // a GGUF file
+  if (!fs::is_directory(dir)) {
+    throw usage_error("model '" + dir + "' is neither a GGUF file nor a model directory");
+  }
   if (!fs::is_regular_file(fs::path(dir) / "config.json")) {
     throw usage_error("model directory '" + dir + "' has no config.json");
   }
@@ -94,7 +98,8 @@ struct prompt_options {
 };
 
 inline void add_prompt_options(CLI::App* cmd, prompt_options& p) {
-  cmd->add_option("--model", p.model_dir, "Hugging Face model directory (GPT-2 or Llama family)")
+  cmd->add_option("--model", p.model_dir,
+                  "GGUF file or Hugging Face directory (GPT-2 or Llama family)")
       ->required();
   auto* text = cmd->add_option("--prompt", p.prompt, "prompt text (needs the tokenizer)");
   auto* ids = cmd->add_option("--tokens", p.tokens, "prompt token ids instead of text");
@@ -107,6 +112,11 @@ inline void add_prompt_options(CLI::App* cmd, prompt_options& p) {
 /// The tokenizer at `path` (a tokenizer.json file or a directory), as a usage error if missing.
 inline ef::text_tokenizer open_tokenizer(const std::string& path) {
   const fs::path p(path);
+  if (fs::is_regular_file(p) && ef::is_model_file(path) && p.extension() == ".gguf") {
+    throw usage_error("'" + path +
+                      "': the tokenizer inside GGUF files is not read yet; give --tokenizer "
+                      "PATH (the model's tokenizer.json), or --tokens instead of --prompt");
+  }
   const bool found =
       fs::is_regular_file(p) || fs::is_regular_file(p / "tokenizer.json") ||
       (fs::is_regular_file(p / "vocab.json") && fs::is_regular_file(p / "merges.txt"));

@@ -527,5 +527,48 @@ class HfTokenizerFiles(unittest.TestCase):
             self.assertNotEqual(r.returncode, 0)
 
 
+class GgufFiles(unittest.TestCase):
+    """`--model FILE.gguf` in logits and generate (files written by llama.cpp's tools)."""
+
+    DIR = os.path.join(FIXTURES, "gguf_models")
+
+    def load(self, name):
+        with open(os.path.join(self.DIR, name + ".json")) as f:
+            j = json.load(f)
+        return j["tokens"], np.array(j["logits"])
+
+    def test_logits_match_the_float64_computation_on_the_files_weights(self):
+        for name in ("llama_gqa.q8_0", "qwen3_qknorm.f16", "llama_256.q4_k_m", "gpt2_tiny.f32"):
+            tokens, want = self.load(name)
+            with tempfile.TemporaryDirectory() as tmp:
+                out = os.path.join(tmp, "logits.npy")
+                r = run("logits", "--model", os.path.join(self.DIR, name + ".gguf"), "--tokens",
+                        " ".join(map(str, tokens)), "--out", out, "--precision", "f64")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                got = np.load(out)
+            self.assertLess(np.linalg.norm(got - want) / np.linalg.norm(want), 1e-10, name)
+
+    def test_greedy_generation_follows_the_logits(self):
+        tokens, want = self.load("llama_gqa.f32")
+        r = run("generate", "--model", os.path.join(self.DIR, "llama_gqa.f32.gguf"), "--tokens",
+                " ".join(map(str, tokens)), "-n", "1", "--temperature", "0", "--ids",
+                "--ignore-eos")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([int(t) for t in r.stdout.split()], [int(want[-1].argmax())])
+
+    def test_bad_files_are_one_line_errors(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            bad = os.path.join(tmp, "bad.gguf")
+            with open(bad, "wb") as f:
+                f.write(b"GGUF\x03\x00\x00\x00" + b"\xff" * 16)
+            for args, needle in ((["--model", bad], "metadata_kv_count"),
+                                 (["--model", os.path.join(tmp, "none.gguf")],
+                                  "neither a GGUF file nor a model directory")):
+                r = run("logits", *args, "--tokens", "1")
+                self.assertEqual(r.returncode, 1)
+                self.assertIn(needle, r.stderr)
+                self.assertEqual(len(r.stderr.strip().splitlines()), 1)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

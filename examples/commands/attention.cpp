@@ -33,7 +33,7 @@ void run_attention(const attention_options& opt) {
   if (opt.prompt.prompt.empty() && opt.prompt.tokens.empty())
     throw usage_error("the prompt is empty");
   check_model_dir(opt.prompt.model_dir);
-  const auto config = ef::read_hf_model_config(opt.prompt.model_dir);
+  const auto config = ef::read_model_config(opt.prompt.model_dir);
   if (opt.layer < 0 || opt.layer >= config.n_layer) {
     throw usage_error(
         ef::detail::concat("--layer ", opt.layer, " is outside [0, ", config.n_layer, ")"));
@@ -44,7 +44,7 @@ void run_attention(const attention_options& opt) {
   }
   std::unique_ptr<ef::text_tokenizer> tokenizer;
   const auto tokens = prompt_ids(opt.prompt, config, tokenizer, false);
-  const auto model = ef::load_hf_model<float>(opt.prompt.model_dir);
+  const auto model = ef::load_model<float>(opt.prompt.model_dir);
   const auto T = static_cast<ef::index_t>(tokens.size());
 
   std::vector<ef::matrix<float>> maps;  // the requested heads of the requested layer, [T x T] each

@@ -143,7 +143,7 @@ void run_bench(const bench_options& opt) {
   if (!opt.model_dir.empty()) {
     check_model_dir(opt.model_dir);
     const auto start = clock_type::now();
-    m = ef::load_hf_model<float>(opt.model_dir);
+    m = ef::load_model<float>(opt.model_dir);
     std::fprintf(stderr, "bench: loaded %s in %.3f s\n", opt.model_dir.c_str(),
                  seconds_since(start));
     model_name = fs::path(opt.model_dir).filename().string();
@@ -273,7 +273,8 @@ void add_bench_command(CLI::App& app) {
   auto opt = std::make_shared<bench_options>();
   auto* cmd =
       app.add_subcommand("bench", "prefill (ppN) and generation (tgN) speed, llama-bench style");
-  auto* model = cmd->add_option("--model", opt->model_dir, "Hugging Face model directory");
+  auto* model =
+      cmd->add_option("--model", opt->model_dir, "GGUF file or Hugging Face model directory");
   cmd->add_option("--shape", opt->shape,
                   "random weights of this shape (default gpt2): " + shape_names())
       ->excludes(model);

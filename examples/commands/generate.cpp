@@ -27,7 +27,7 @@ void run_generate(generate_options opt) {
   if (opt.prompt.prompt.empty() && opt.prompt.tokens.empty())
     throw usage_error("the prompt is empty");
   check_model_dir(opt.prompt.model_dir);
-  const auto config = ef::read_hf_model_config(opt.prompt.model_dir);
+  const auto config = ef::read_model_config(opt.prompt.model_dir);
   std::unique_ptr<ef::text_tokenizer> tokenizer;
   const auto prompt = prompt_ids(opt.prompt, config, tokenizer, !opt.ids_only);
   const auto room = config.n_ctx - static_cast<ef::index_t>(prompt.size());
@@ -38,7 +38,7 @@ void run_generate(generate_options opt) {
   }
   if (!opt.seed_given) opt.sampling.seed = std::random_device{}();
 
-  auto model = ef::load_hf_model<float>(opt.prompt.model_dir);
+  auto model = ef::load_model<float>(opt.prompt.model_dir);
   apply_dtype(model.weights, opt.dtype);
   if (tokenizer && tokenizer->vocab_size() > model.config.vocab_size) {
     throw usage_error(ef::detail::concat("the tokenizer has ", tokenizer->vocab_size(),

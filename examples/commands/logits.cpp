@@ -16,7 +16,7 @@ struct logits_options {
 
 template <class Scalar>
 void run_logits(const logits_options& opt, const std::vector<ef::token_id>& tokens) {
-  auto model = ef::load_hf_model<Scalar>(opt.model_dir);
+  auto model = ef::load_model<Scalar>(opt.model_dir);
   if constexpr (std::is_same_v<Scalar, float>) apply_dtype(model.weights, opt.precision);
   const auto n_tokens = static_cast<ef::index_t>(tokens.size());
   if (n_tokens > model.config.n_ctx) {
@@ -53,7 +53,7 @@ void add_logits_command(CLI::App& app) {
   auto opt = std::make_shared<logits_options>();
   auto* cmd = app.add_subcommand("logits", "next-token logits for every position");
   cmd->add_option("--model", opt->model_dir,
-                  "Hugging Face directory: GPT-2, Llama, Mistral, Qwen2, Qwen3")
+                  "GGUF file or Hugging Face directory: GPT-2, Llama, Mistral, Qwen2, Qwen3")
       ->required();
   cmd->add_option("--tokens", opt->tokens, "token ids, e.g. \"464 2068 7586\"")->required();
   cmd->add_option("--out", opt->out, "write all logits [T, V] to this .npy file");

@@ -7,7 +7,9 @@
 #include "eigenformer/core/error.hpp"
 #include "eigenformer/core/parallel.hpp"
 #include "eigenformer/core/types.hpp"
+#include "eigenformer/io/float_elements.hpp"
 #include "eigenformer/io/gguf.hpp"
+#include "eigenformer/io/gguf_model.hpp"
 #include "eigenformer/io/mapped_file.hpp"
 #include "eigenformer/io/npy.hpp"
 #include "eigenformer/layers/attention.hpp"
@@ -31,7 +33,9 @@
 #include "eigenformer/ops/gelu.hpp"
 #include "eigenformer/ops/silu.hpp"
 #include "eigenformer/ops/softmax.hpp"
+#include "eigenformer/ops/transpose.hpp"
 #include "eigenformer/quant/blocks.hpp"
+#include "eigenformer/quant/k_quants.hpp"
 #include "eigenformer/train/adamw.hpp"
 #include "eigenformer/train/data.hpp"
 #include "eigenformer/train/lr_schedule.hpp"
@@ -42,6 +46,7 @@
 #include "eigenformer/io/hf_gpt2.hpp"
 #include "eigenformer/io/hf_llama.hpp"
 #include "eigenformer/io/hf_model.hpp"
+#include "eigenformer/io/model_file.hpp"
 #include "eigenformer/io/safetensors.hpp"
 #endif
 #endif
