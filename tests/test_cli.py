@@ -67,7 +67,7 @@ class BadInput(unittest.TestCase):
 
     def test_missing_directory(self):
         self.assert_fails(["logits", "--model", "/nonexistent", "--tokens", "1"],
-                          "model directory '/nonexistent' does not exist")
+                          "model '/nonexistent' is neither a GGUF file nor a model directory")
 
     def test_directory_without_weights(self):
         with tempfile.TemporaryDirectory() as tmp:
