@@ -55,8 +55,24 @@ for r in rows:
         "q8_0_dequantized_bits": [int(v) for v in quants.dequantize(q8, GGMLQuantizationType.Q8_0).astype(np.float32).ravel().view(np.uint32)],
         "q4_0_dequantized_bits": [int(v) for v in quants.dequantize(q4, GGMLQuantizationType.Q4_0).astype(np.float32).ravel().view(np.uint32)],
     })
+# k-quant super-blocks: random bytes with finite fp16 scales, so every bit of the packed 6-bit
+# scales/mins, the fifth bits and the 2-bit pairs is exercised; dequantized by gguf-py.
+k_cases = []
+for qtype, size, scale_offsets in ((GGMLQuantizationType.Q4_K, 144, (0, 2)),
+                                   (GGMLQuantizationType.Q5_K, 176, (0, 2)),
+                                   (GGMLQuantizationType.Q6_K, 210, (208,))):
+    blocks = rng.integers(0, 256, (3, size), dtype=np.uint8)
+    for b in range(3):
+        for off in scale_offsets:  # fp16 scale in [2^-12, 2^-4): finite, normal, of both signs
+            bits = np.float16(rng.uniform(2.0 ** -12, 2.0 ** -4) * rng.choice([-1, 1]))
+            blocks[b, off:off + 2] = np.frombuffer(bits.tobytes(), dtype=np.uint8)
+    y = quants.dequantize(blocks.reshape(-1), qtype).astype(np.float32).ravel()
+    k_cases.append({"type": qtype.name, "blocks": bytes(blocks.ravel()).hex(),
+                    "dequantized_bits": [int(v) for v in y.view(np.uint32)]})
+
 out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "quant")
 os.makedirs(out, exist_ok=True)
 with open(os.path.join(out, "blocks.json"), "w") as f:
-    json.dump({"source": "llama.cpp c392e50 gguf-py quants.py", "cases": cases}, f)
+    json.dump({"source": "llama.cpp c392e50 gguf-py quants.py", "cases": cases,
+               "k_quants": k_cases}, f)
 print(len(cases), "rows")
