@@ -156,6 +156,14 @@ def read_tensors(reader):
     return out
 
 
+LLAMA_NAMES = {  # GGUF block tensor -> Hugging Face module
+    "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
+    "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
+    "attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm",
+    "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
+
+
 def unpermute(m, heads):
     """File row h d + 2i + s -> HF row h d + s d/2 + i (the converter's permute, undone)."""
     n = m.shape[0]
@@ -185,18 +193,13 @@ def llama_family_reference(path, tokens):
          "model.norm.weight": t["output_norm.weight"][0]}
     if "output.weight" in t:
         w["lm_head.weight"] = t["output.weight"][0]
-    names = {"attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
-             "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
-             "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
-             "attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm",
-             "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
     for name, (value, _) in t.items():
         if not name.startswith("blk."):
             continue
         _, layer, base, kind = name.split(".")
         if arch == "llama" and base in ("attn_q", "attn_k"):
             value = unpermute(value, H if base == "attn_q" else G)
-        w[f"model.layers.{layer}.{names[base]}.{kind}"] = value
+        w[f"model.layers.{layer}.{LLAMA_NAMES[base]}.{kind}"] = value
     inverse = ml.inverse_frequencies
     if "rope_freqs.weight" in t:
         divisors = t["rope_freqs.weight"][0]
@@ -269,13 +272,8 @@ def write_qwen3(hf_dir, out_path):
     g.add_eos_token_id(cfg["eos_token_id"])
     g.add_tensor("token_embd.weight", w["model.embed_tokens.weight"].astype(np.float16))
     g.add_tensor("output_norm.weight", w["model.norm.weight"].astype(np.float32))
-    names = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
-             "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
-             "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
-             "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm",
-             "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
     for layer in range(cfg["num_hidden_layers"]):
-        for hf, gg in names.items():
+        for gg, hf in LLAMA_NAMES.items():
             v = w[f"model.layers.{layer}.{hf}.weight"]
             g.add_tensor(f"blk.{layer}.{gg}.weight",
                          v.astype(np.float16 if v.ndim == 2 else np.float32))
