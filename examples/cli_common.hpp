@@ -112,11 +112,6 @@ inline void add_prompt_options(CLI::App* cmd, prompt_options& p) {
 /// The tokenizer at `path` (a tokenizer.json file or a directory), as a usage error if missing.
 inline ef::text_tokenizer open_tokenizer(const std::string& path) {
   const fs::path p(path);
-  if (fs::is_regular_file(p) && ef::is_model_file(path) && p.extension() == ".gguf") {
-    throw usage_error("'" + path +
-                      "': the tokenizer inside GGUF files is not read yet; give --tokenizer "
-                      "PATH (the model's tokenizer.json), or --tokens instead of --prompt");
-  }
   const bool found =
       fs::is_regular_file(p) || fs::is_regular_file(p / "tokenizer.json") ||
       (fs::is_regular_file(p / "vocab.json") && fs::is_regular_file(p / "merges.txt"));

@@ -9,10 +9,13 @@
 #include <eigenformer/io/gguf.hpp>
 #include <nlohmann/json.hpp>
 
+#include "gguf_bytes.hpp"
+
 namespace {
 
 using eigenformer::gguf_file;
 using eigenformer::gguf_value;
+using test_gguf::writer;
 
 const std::string fixtures = std::string(EIGENFORMER_FIXTURES_DIR) + "/gguf/";
 
@@ -78,39 +81,6 @@ TEST(Gguf, ReadsFloatTensorsWrittenByGgufPy) {
 }
 
 // --- hostile files, built byte by byte ---
-
-struct writer {
-  std::vector<unsigned char> bytes;
-  template <class T>
-  writer& pod(T v) {
-    const auto* p = reinterpret_cast<const unsigned char*>(&v);
-    bytes.insert(bytes.end(), p, p + sizeof(T));
-    return *this;
-  }
-  writer& str(const std::string& s) {
-    pod<std::uint64_t>(s.size());
-    bytes.insert(bytes.end(), s.begin(), s.end());
-    return *this;
-  }
-  writer& header(std::uint64_t tensors, std::uint64_t kvs, std::uint32_t version = 3) {
-    bytes.insert(bytes.end(), {'G', 'G', 'U', 'F'});
-    return pod(version).pod(tensors).pod(kvs);
-  }
-  writer& tensor(const std::string& name, std::vector<std::uint64_t> ne, std::uint32_t type,
-                 std::uint64_t offset) {
-    str(name).pod<std::uint32_t>(std::uint32_t(ne.size()));
-    for (const auto n : ne) pod(n);
-    return pod(type).pod(offset);
-  }
-  writer& pad_to(std::size_t alignment) {
-    while (bytes.size() % alignment) bytes.push_back(0);
-    return *this;
-  }
-  writer& data(std::size_t n) {
-    bytes.resize(bytes.size() + n, 0x3c);
-    return *this;
-  }
-};
 
 // The error must be a format_error whose message contains `needle`.
 void expect_refused(const writer& w, const std::string& needle) {

@@ -1,18 +1,21 @@
-// eigenformer/tokenizer/text_tokenizer.hpp — the tokenizer a model directory ships, whichever
-// kind it is: Hugging Face `tokenizer.json` (hf_tokenizer: Llama, Qwen, Mistral, SmolLM2, and
-// GPT-2 too) when present, else GPT-2's vocab.json + merges.txt (gpt2_tokenizer). Plus
+// eigenformer/tokenizer/text_tokenizer.hpp — the tokenizer a model ships, whichever kind it is:
+// Hugging Face `tokenizer.json` (hf_tokenizer: Llama, Qwen, Mistral, SmolLM2, and GPT-2 too)
+// when present, else GPT-2's vocab.json + merges.txt (gpt2_tokenizer), or a GGUF file's
+// tokenizer metadata (gguf_tokenizer.hpp). Plus
 // text_stream, which turns ids generated one at a time into printable text.
 // Requires nlohmann-json, PCRE2 and utf8proc (through the two tokenizers).
 #pragma once
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "eigenformer/core/error.hpp"
 #include "eigenformer/core/types.hpp"
+#include "eigenformer/tokenizer/gguf_tokenizer.hpp"
 #include "eigenformer/tokenizer/gpt2_bpe.hpp"
 #include "eigenformer/tokenizer/hf_tokenizer.hpp"
 
@@ -20,12 +23,15 @@ namespace eigenformer {
 
 class text_tokenizer {
  public:
-  /// `path` is a tokenizer.json file, or a directory holding tokenizer.json or vocab.json +
-  /// merges.txt (io_error naming what is missing otherwise).
+  /// `path` is a tokenizer.json file, a GGUF model file (its tokenizer metadata), or a directory
+  /// holding tokenizer.json or vocab.json + merges.txt (io_error naming what is missing
+  /// otherwise).
   static text_tokenizer from_path(const std::string& path) {
     text_tokenizer t;
     const std::string base = path.empty() || path.back() == '/' ? path : path + "/";
-    if (is_file(path) && !is_file(base + "tokenizer.json")) {
+    if (is_file(path) && starts_with_gguf_magic(path)) {
+      t.hf_ = std::make_shared<const hf_tokenizer>(gguf_tokenizer(gguf_file(path)));
+    } else if (is_file(path) && !is_file(base + "tokenizer.json")) {
       t.hf_ = std::make_shared<const hf_tokenizer>(hf_tokenizer::from_file(path));
     } else if (is_file(base + "tokenizer.json")) {
       t.hf_ =
@@ -78,6 +84,12 @@ class text_tokenizer {
   static bool is_file(const std::string& path) {
     std::error_code ec;
     return std::filesystem::is_regular_file(path, ec);
+  }
+
+  static bool starts_with_gguf_magic(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    char magic[4] = {};
+    return in.read(magic, 4) && std::string(magic, 4) == "GGUF";
   }
 
   std::shared_ptr<const gpt2_tokenizer> gpt2_;
