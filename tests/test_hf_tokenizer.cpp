@@ -10,6 +10,8 @@
 #include <eigenformer/tokenizer/hf_tokenizer.hpp>
 #include <nlohmann/json.hpp>
 
+#include "rust_tokenizer_fixture.hpp"
+
 namespace {
 
 using eigenformer::hf_tokenizer;
@@ -57,28 +59,12 @@ class HfTokenizerFixture : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(HfTokenizerFixture, EncodesLikeTheRustLibrary) {
   const auto& c = load(GetParam());
-  ASSERT_GE(c.reference.at("cases").size(), 500u);
-  for (const auto& e : c.reference["cases"]) {
-    const auto text = e.at("text").get<std::string>();
-    EXPECT_EQ(c.tokenizer->encode(text), e.at("ids").get<ids_t>()) << nlohmann::json(text).dump();
-    EXPECT_EQ(c.tokenizer->encode(text, false), e.at("ids_no_special").get<ids_t>())
-        << nlohmann::json(text).dump();
-  }
+  rust_fixture::expect_encodes_like_rust(*c.tokenizer, c.reference);
 }
 
 TEST_P(HfTokenizerFixture, DecodesLikeTheRustLibrary) {
   const auto& c = load(GetParam());
-  EXPECT_EQ(c.tokenizer->vocab_size(), c.reference.at("vocab_size").get<int>());
-  for (const char* set : {"cases", "decodes"}) {
-    ASSERT_GE(c.reference.at(set).size(), 150u);
-    for (const auto& e : c.reference[set]) {
-      const auto ids = e.at("ids").get<ids_t>();
-      EXPECT_EQ(c.tokenizer->decode(ids), e.at("decoded").get<std::string>())
-          << nlohmann::json(ids).dump();
-      EXPECT_EQ(c.tokenizer->decode(ids, true), e.at("decoded_skip_special").get<std::string>())
-          << nlohmann::json(ids).dump();
-    }
-  }
+  rust_fixture::expect_decodes_like_rust(*c.tokenizer, c.reference);
 }
 
 INSTANTIATE_TEST_SUITE_P(RealFiles, HfTokenizerFixture,

@@ -191,16 +191,34 @@ class gguf_file {
                        std::int64_t hi = std::numeric_limits<std::int64_t>::max()) const {
     const gguf_value& v = value(key);
     if (!v.is_integer()) fail("metadata '" + key + "' is not an integer");
-    bool fits = true;
-    std::int64_t out = 0;
-    if (const auto* u = std::get_if<std::uint64_t>(&v.value)) {
-      fits = *u <= std::uint64_t(std::numeric_limits<std::int64_t>::max());
-      out = fits ? std::int64_t(*u) : 0;
-    } else {
-      out = std::get<std::int64_t>(v.value);
-    }
-    if (!fits || out < lo || out > hi)
+    const std::int64_t out = as_int64(v, "metadata '" + key + "'");
+    if (out < lo || out > hi)
       fail(detail::concat("metadata '", key, "' = ", out, " is outside [", lo, ", ", hi, "]"));
+    return out;
+  }
+  /// A bool value.
+  bool boolean(const std::string& key) const {
+    const auto* b = std::get_if<bool>(&value(key).value);
+    if (!b) fail("metadata '" + key + "' is not a bool");
+    return *b;
+  }
+  /// An array of strings.
+  std::vector<std::string> strings(const std::string& key) const {
+    const auto& items = array(key, gguf_value::kind::string, "strings");
+    std::vector<std::string> out;
+    out.reserve(items.size());
+    for (const auto& item : items) out.push_back(std::get<std::string>(item.value));
+    return out;
+  }
+  /// An array of integers (of any one integer type, each fitting in int64).
+  std::vector<std::int64_t> integers(const std::string& key) const {
+    const gguf_value& v = value(key);
+    const auto* items = std::get_if<std::vector<gguf_value>>(&v.value);
+    if (!items || (!items->empty() && !items->front().is_integer()))
+      fail("metadata '" + key + "' is not an array of integers");
+    std::vector<std::int64_t> out;
+    out.reserve(items->size());
+    for (const auto& item : *items) out.push_back(as_int64(item, "metadata '" + key + "' entry"));
     return out;
   }
   /// A floating-point value (f32 or f64; integers are accepted too).
@@ -262,6 +280,24 @@ class gguf_file {
 
  private:
   [[noreturn]] void fail(const std::string& what) const { throw format_error(path_ + ": " + what); }
+
+  /// An integer value as int64 (a u64 above its range is refused, naming `what`).
+  std::int64_t as_int64(const gguf_value& v, const std::string& what) const {
+    if (const auto* u = std::get_if<std::uint64_t>(&v.value)) {
+      if (*u > std::uint64_t(std::numeric_limits<std::int64_t>::max()))
+        fail(detail::concat(what, " = ", *u, " does not fit in 64-bit signed integers"));
+      return std::int64_t(*u);
+    }
+    return std::get<std::int64_t>(v.value);
+  }
+  const std::vector<gguf_value>& array(const std::string& key, gguf_value::kind element,
+                                       const char* what) const {
+    const gguf_value& v = value(key);
+    const auto* items = std::get_if<std::vector<gguf_value>>(&v.value);
+    if (!items || v.element_type != element)
+      fail("metadata '" + key + "' is not an array of " + what);
+    return *items;
+  }
 
   // --- a bounds-checked cursor over the file ---
   void need(std::uint64_t n, const std::string& field) const {

@@ -64,7 +64,6 @@ inline model_config read_gguf_config(const gguf_file& f) {
   const index_t hidden = f.integer(key("feed_forward_length"), 1, index_t(1) << 20);
 
   model_config c;
-  c.model_type = arch;
   if (arch == "gpt2") {
     c = model_config::gpt2(L, heads, C, V, context, hidden);
     c.layer_norm_epsilon = f.has(key("attention.layer_norm_epsilon"))

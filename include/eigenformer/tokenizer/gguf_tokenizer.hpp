@@ -25,37 +25,6 @@
 namespace eigenformer {
 
 namespace detail {
-/// The strings of a GGUF array of strings (format_error naming the key otherwise).
-inline std::vector<std::string> gguf_strings(const gguf_file& f, const std::string& key) {
-  const gguf_value& v = f.value(key);
-  const auto* items = std::get_if<std::vector<gguf_value>>(&v.value);
-  if (!items || v.element_type != gguf_value::kind::string) {
-    throw format_error(f.path() + ": metadata '" + key + "' is not an array of strings");
-  }
-  std::vector<std::string> out;
-  out.reserve(items->size());
-  for (const auto& item : *items) out.push_back(std::get<std::string>(item.value));
-  return out;
-}
-
-inline std::vector<std::int64_t> gguf_integers(const gguf_file& f, const std::string& key) {
-  const gguf_value& v = f.value(key);
-  const auto* items = std::get_if<std::vector<gguf_value>>(&v.value);
-  if (!items || (!items->empty() && !items->front().is_integer())) {
-    throw format_error(f.path() + ": metadata '" + key + "' is not an array of integers");
-  }
-  std::vector<std::int64_t> out;
-  out.reserve(items->size());
-  for (const auto& item : *items) {
-    if (const auto* u = std::get_if<std::uint64_t>(&item.value)) {
-      out.push_back(static_cast<std::int64_t>(*u));
-    } else {
-      out.push_back(std::get<std::int64_t>(item.value));
-    }
-  }
-  return out;
-}
-
 /// The split expression (and ignore_merges) of a tokenizer.ggml.pre name.
 inline nlohmann::json gguf_pre_tokenizer(const std::string& pre, const std::string& source,
                                          bool& ignore_merges) {
@@ -108,11 +77,11 @@ inline std::string gguf_tokenizer_json(const gguf_file& f) {
     throw format_error(f.path() + ": tokenizer.ggml.model '" + kind +
                        "' is not supported yet (gpt2, byte-level BPE, is)");
   }
-  const auto tokens = detail::gguf_strings(f, "tokenizer.ggml.tokens");
-  const auto merges = detail::gguf_strings(f, "tokenizer.ggml.merges");
+  const auto tokens = f.strings("tokenizer.ggml.tokens");
+  const auto merges = f.strings("tokenizer.ggml.merges");
   std::vector<std::int64_t> types(tokens.size(), 1);
   if (f.has("tokenizer.ggml.token_type")) {
-    types = detail::gguf_integers(f, "tokenizer.ggml.token_type");
+    types = f.integers("tokenizer.ggml.token_type");
     if (types.size() != tokens.size()) {
       throw format_error(detail::concat(f.path(), ": tokenizer.ggml.token_type has ", types.size(),
                                         " entries for ", tokens.size(), " tokens"));
@@ -154,11 +123,7 @@ inline std::string gguf_tokenizer_json(const gguf_file& f) {
                 {"ignore_merges", ignore_merges}};
   // llama.cpp adds BOS when add_bos_token says so; without the key, for Llama 3 files only.
   bool add_bos = pre == "llama-bpe";
-  if (f.has("tokenizer.ggml.add_bos_token")) {
-    const auto* flag = std::get_if<bool>(&f.value("tokenizer.ggml.add_bos_token").value);
-    if (!flag) throw format_error(f.path() + ": tokenizer.ggml.add_bos_token is not a bool");
-    add_bos = *flag;
-  }
+  if (f.has("tokenizer.ggml.add_bos_token")) add_bos = f.boolean("tokenizer.ggml.add_bos_token");
   if (add_bos && f.has("tokenizer.ggml.bos_token_id")) {
     const auto bos = f.integer("tokenizer.ggml.bos_token_id", 0, std::int64_t(tokens.size()) - 1);
     const std::string name = tokens[std::size_t(bos)];
