@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes tests/fixtures/quant/blocks.json: float32 rows and their Q8_0 and Q4_0 blocks as
+"""Writes tests/fixtures/quant/blocks.json: float32 rows and their Q8_0, Q4_0 and Q5_0 blocks as
 llama.cpp's gguf-py (gguf/quants.py, "bit-exact with ggml-quants.c") computes them, for
 tests/test_quant_blocks.cpp. Not run by CI.
   /usr/bin/python3 tests/make_quant_fixtures.py --gguf-py /path/to/llama.cpp/gguf-py
@@ -26,7 +26,11 @@ rows.append(np.zeros(64))                                        # all-zero bloc
 ties = np.zeros(64)
 ties[:32] = np.arange(32) - 15.5                                 # q8_0 ties after scaling
 ties[32:] = (np.arange(32) % 17) - 8                             # exact q4_0 grid points
+ties5 = np.zeros(64)
+ties5[:32] = (np.arange(32) % 33) - 16                           # exact q5_0 grid points
+ties5[32:] = np.arange(32) - 16.5 + 0.25
 rows.append(ties)
+rows.append(ties5)
 exact = np.zeros(64)
 exact[0] = 127.0                                                 # q8_0 scale 1: x / d exact,
 exact[1:32] = (np.arange(31) - 15) + 0.5                         # so these are true ties
@@ -48,12 +52,15 @@ for r in rows:
     blocks = x.reshape(-1, 32)
     q8 = quants.quantize(blocks, GGMLQuantizationType.Q8_0)
     q4 = quants.quantize(blocks, GGMLQuantizationType.Q4_0)
+    q5 = quants.quantize(blocks, GGMLQuantizationType.Q5_0)
     cases.append({
         "x_bits": [int(v) for v in x.view(np.uint32)],
         "q8_0": bytes(np.asarray(q8, dtype=np.uint8).ravel()).hex(),
         "q4_0": bytes(np.asarray(q4, dtype=np.uint8).ravel()).hex(),
         "q8_0_dequantized_bits": [int(v) for v in quants.dequantize(q8, GGMLQuantizationType.Q8_0).astype(np.float32).ravel().view(np.uint32)],
         "q4_0_dequantized_bits": [int(v) for v in quants.dequantize(q4, GGMLQuantizationType.Q4_0).astype(np.float32).ravel().view(np.uint32)],
+        "q5_0": bytes(np.asarray(q5, dtype=np.uint8).ravel()).hex(),
+        "q5_0_dequantized_bits": [int(v) for v in quants.dequantize(q5, GGMLQuantizationType.Q5_0).astype(np.float32).ravel().view(np.uint32)],
     })
 # k-quant super-blocks: random bytes with finite fp16 scales, so every bit of the packed 6-bit
 # scales/mins, the fifth bits and the 2-bit pairs is exercised; dequantized by gguf-py.

@@ -42,22 +42,27 @@ TEST(QuantBlocks, QuantizeAndDequantizeLikeGgml) {
     const auto n = index_t(x.size());
     std::vector<eigenformer::block_q8_0> q8(std::size_t(n / 32));
     std::vector<eigenformer::block_q4_0> q4(std::size_t(n / 32));
+    std::vector<eigenformer::block_q5_0> q5(std::size_t(n / 32));
     eigenformer::quantize_row_q8_0(x.data(), q8.data(), n);
     eigenformer::quantize_row_q4_0(x.data(), q4.data(), n);
+    eigenformer::quantize_row_q5_0(x.data(), q5.data(), n);
     EXPECT_EQ(hex(q8.data(), q8.size() * sizeof(q8[0])), c["q8_0"].get<std::string>());
     EXPECT_EQ(hex(q4.data(), q4.size() * sizeof(q4[0])), c["q4_0"].get<std::string>());
-    std::vector<float> y8(x.size()), y4(x.size());
+    EXPECT_EQ(hex(q5.data(), q5.size() * sizeof(q5[0])), c["q5_0"].get<std::string>());
+    std::vector<float> y8(x.size()), y4(x.size()), y5(x.size());
     eigenformer::dequantize_row_q8_0(q8.data(), y8.data(), n);
     eigenformer::dequantize_row_q4_0(q4.data(), y4.data(), n);
+    eigenformer::dequantize_row_q5_0(q5.data(), y5.data(), n);
     EXPECT_EQ(y8, floats_from_bits(c["q8_0_dequantized_bits"].get<std::vector<std::uint32_t>>()));
     EXPECT_EQ(y4, floats_from_bits(c["q4_0_dequantized_bits"].get<std::vector<std::uint32_t>>()));
+    EXPECT_EQ(y5, floats_from_bits(c["q5_0_dequantized_bits"].get<std::vector<std::uint32_t>>()));
   }
 }
 
 // The round trip's error is bounded by the block's step, a property that does not depend on the
 // fixture: q8_0 half a step (max|x| / 254) plus the fp16 rounding of the scale (127 steps of
 // relative 2^-11); q4_0 a whole step (max|x| / 8) — the side opposite the largest value reaches
-// only +7 steps and is clamped there — plus the scale's rounding.
+// only +7 steps and is clamped there — plus the scale's rounding; q5_0 likewise (max|x| / 16).
 TEST(QuantBlocks, RoundTripErrorWithinHalfAStep) {
   std::vector<float> x(32 * 40);
   std::uint32_t state = 12345;
@@ -67,11 +72,14 @@ TEST(QuantBlocks, RoundTripErrorWithinHalfAStep) {
   }
   std::vector<eigenformer::block_q8_0> q8(40);
   std::vector<eigenformer::block_q4_0> q4(40);
-  std::vector<float> y8(x.size()), y4(x.size());
+  std::vector<eigenformer::block_q5_0> q5(40);
+  std::vector<float> y8(x.size()), y4(x.size()), y5(x.size());
   eigenformer::quantize_row_q8_0(x.data(), q8.data(), index_t(x.size()));
   eigenformer::quantize_row_q4_0(x.data(), q4.data(), index_t(x.size()));
+  eigenformer::quantize_row_q5_0(x.data(), q5.data(), index_t(x.size()));
   eigenformer::dequantize_row_q8_0(q8.data(), y8.data(), index_t(x.size()));
   eigenformer::dequantize_row_q4_0(q4.data(), y4.data(), index_t(x.size()));
+  eigenformer::dequantize_row_q5_0(q5.data(), y5.data(), index_t(x.size()));
   for (std::size_t b = 0; b < 40; ++b) {
     double amax = 0;
     for (std::size_t j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(double(x[b * 32 + j])));
@@ -79,6 +87,7 @@ TEST(QuantBlocks, RoundTripErrorWithinHalfAStep) {
       const std::size_t i = b * 32 + j;
       EXPECT_LE(std::fabs(double(y8[i]) - x[i]), amax / 254 + amax / 2048 + 1e-6) << i;
       EXPECT_LE(std::fabs(double(y4[i]) - x[i]), amax / 8 + amax / 2048 + 1e-6) << i;
+      EXPECT_LE(std::fabs(double(y5[i]) - x[i]), amax / 16 + amax / 2048 + 1e-6) << i;
     }
   }
 }

@@ -28,6 +28,7 @@ namespace detail {
 /// tells apart buffers that are alive at the same time on one thread.
 enum class buffer_use {
   widened_weights,
+  dequantized_weights,
   rounded_input,
   input_pairs,
   partial_sums,

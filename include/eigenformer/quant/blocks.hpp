@@ -4,11 +4,15 @@
 //   q8_0: 34 bytes = fp16 scale d + 32 int8 q;            weight = d * q
 //   q4_0: 18 bytes = fp16 scale d + 16 bytes of nibbles;  weight = d * (nibble - 8), the low
 //         nibbles of the 16 bytes are weights 0..15 of the block, the high nibbles 16..31
+//   q5_0: 22 bytes = fp16 scale d + 32 fifth bits + 16 bytes of nibbles; weight = d * (q - 16),
+//         bit j of the 32-bit qh is the fifth bit of weight j. llama-quantize falls back to
+//         q5_0 in a Q4_K_M file for tensors whose rows are not a multiple of 256 (SmolLM2's 576).
 //
 // Quantizing follows ggml's reference rounding (ggml-quants.c, quantize_row_*_ref) as
 // llama-quantize computes it on an FMA machine, so our blocks equal llama.cpp's:
 //   q8_0: d = max|x| / 127, q = roundf(x / d) (computed as x * (1/d), half away from zero)
 //   q4_0: d = (the x of largest |x|) / -8, nibble = min(15, trunc(fma(x, 1/d, 8.5)))
+//   q5_0: d = (the x of largest |x|) / -16, q = min(31, trunc(fma(x, 1/d, 16.5)))
 // tests/test_quant_blocks.cpp compares with llama.cpp's gguf-py on the same numbers.
 #pragma once
 
@@ -36,7 +40,12 @@ struct block_q4_0 {
   std::uint16_t d;     // fp16 bits
   std::uint8_t q[16];  // q[j] & 15: weight j; q[j] >> 4: weight j + 16
 };
-static_assert(sizeof(block_q8_0) == 34 && sizeof(block_q4_0) == 18,
+struct block_q5_0 {
+  std::uint16_t d;      // fp16 bits
+  std::uint8_t qh[4];   // little-endian uint32: bit j is the fifth bit of weight j
+  std::uint8_t qs[16];  // qs[j] & 15: low bits of weight j; qs[j] >> 4: of weight j + 16
+};
+static_assert(sizeof(block_q8_0) == 34 && sizeof(block_q4_0) == 18 && sizeof(block_q5_0) == 22,
               "ggml's block sizes: the structs must have no padding");
 
 namespace detail {
@@ -67,26 +76,56 @@ inline void quantize_row_q8_0(const float* x, block_q8_0* out, index_t n) {
   }
 }
 
+namespace detail {
+/// The first x of the largest magnitude in a block, with its sign (q4_0's and q5_0's scale).
+inline float signed_absolute_max(const float* x) {
+  float amax = 0.0f, signed_max = 0.0f;
+  for (index_t j = 0; j < quant_block_weights; ++j) {
+    if (amax < std::fabs(x[j])) {
+      amax = std::fabs(x[j]);
+      signed_max = x[j];
+    }
+  }
+  return signed_max;
+}
+/// The unsigned code of x in a block of scale d with codes [0, 2 * half - 1]:
+/// min(2 half - 1, trunc(x / d + half + 0.5)), the last sum fused as ggml's compiled code does.
+inline int offset_code(float x, float inverse, int half) {
+  const float shifted = std::fma(x, inverse, float(half) + 0.5f);  // in [0.5, 2 half + 0.5]
+  return std::min(2 * half - 1, static_cast<int>(shifted));
+}
+}  // namespace detail
+
 /// x[0:n] -> n / 32 q4_0 blocks.
 inline void quantize_row_q4_0(const float* x, block_q4_0* out, index_t n) {
   detail::check_block_multiple(n, "quantize_row_q4_0");
   for (index_t b = 0; b < n / quant_block_weights; ++b, x += quant_block_weights) {
-    float amax = 0.0f, signed_max = 0.0f;  // the first x of the largest magnitude, with its sign
-    for (index_t j = 0; j < quant_block_weights; ++j) {
-      if (amax < std::fabs(x[j])) {
-        amax = std::fabs(x[j]);
-        signed_max = x[j];
-      }
-    }
-    const float d = signed_max / -8.0f;
+    const float d = detail::signed_absolute_max(x) / -8.0f;
     const float inverse = d != 0.0f ? 1.0f / d : 0.0f;
     out[b].d = detail::fp16_bits(d);
-    const auto nibble = [&](float v) {
-      const float shifted = std::fma(v, inverse, 8.5f);  // in [0.5, 16.5]
-      return static_cast<std::uint8_t>(std::min(15, static_cast<int>(shifted)));
-    };
-    for (index_t j = 0; j < 16; ++j)
-      out[b].q[j] = static_cast<std::uint8_t>(nibble(x[j]) | (nibble(x[j + 16]) << 4));
+    for (index_t j = 0; j < 16; ++j) {
+      out[b].q[j] = static_cast<std::uint8_t>(detail::offset_code(x[j], inverse, 8) |
+                                              (detail::offset_code(x[j + 16], inverse, 8) << 4));
+    }
+  }
+}
+
+/// x[0:n] -> n / 32 q5_0 blocks.
+inline void quantize_row_q5_0(const float* x, block_q5_0* out, index_t n) {
+  detail::check_block_multiple(n, "quantize_row_q5_0");
+  for (index_t b = 0; b < n / quant_block_weights; ++b, x += quant_block_weights) {
+    const float d = detail::signed_absolute_max(x) / -16.0f;
+    const float inverse = d != 0.0f ? 1.0f / d : 0.0f;
+    out[b].d = detail::fp16_bits(d);
+    std::uint32_t fifth_bits = 0;
+    for (index_t j = 0; j < 16; ++j) {
+      const int lo = detail::offset_code(x[j], inverse, 16);
+      const int hi = detail::offset_code(x[j + 16], inverse, 16);
+      out[b].qs[j] = static_cast<std::uint8_t>((lo & 15) | ((hi & 15) << 4));
+      fifth_bits |= std::uint32_t(lo >> 4) << j;
+      fifth_bits |= std::uint32_t(hi >> 4) << (j + 16);
+    }
+    for (int i = 0; i < 4; ++i) out[b].qh[i] = static_cast<std::uint8_t>(fifth_bits >> (8 * i));
   }
 }
 
@@ -107,6 +146,22 @@ inline void dequantize_row_q4_0(const block_q4_0* in, float* y, index_t n) {
     for (index_t j = 0; j < 16; ++j) {
       y[j] = d * float(int(in[b].q[j] & 15) - 8);
       y[j + 16] = d * float(int(in[b].q[j] >> 4) - 8);
+    }
+  }
+}
+
+/// n / 32 q5_0 blocks -> y[0:n].
+inline void dequantize_row_q5_0(const block_q5_0* in, float* y, index_t n) {
+  detail::check_block_multiple(n, "dequantize_row_q5_0");
+  for (index_t b = 0; b < n / quant_block_weights; ++b, y += quant_block_weights) {
+    const float d = detail::fp16_value(in[b].d);
+    std::uint32_t fifth_bits = 0;
+    for (int i = 0; i < 4; ++i) fifth_bits |= std::uint32_t(in[b].qh[i]) << (8 * i);
+    for (index_t j = 0; j < 16; ++j) {
+      const int lo = (in[b].qs[j] & 15) | int((fifth_bits >> j) & 1) << 4;
+      const int hi = (in[b].qs[j] >> 4) | int((fifth_bits >> (j + 16)) & 1) << 4;
+      y[j] = d * float(lo - 16);
+      y[j + 16] = d * float(hi - 16);
     }
   }
 }

@@ -1,0 +1,279 @@
+// eigenformer/ops/quant_matmul.hpp — y = x W + b with W in ggml's quantized blocks
+// (quant/quantized_matrix.hpp), x and y float.
+//
+// What is computed: every weight is dequantized exactly as ggml does (d * q and friends, exact
+// in float) and multiplied with the float activations — no rounding of x to int8 (ggml's
+// vec_dot rounds activations to 8 bits per block; here they keep 24). Each output y(t, n) is
+// summed in one fixed order: 16 running sums, lane l taking k = l, l + 16, l + 32, ... with fused
+// multiply-adds in increasing k, then added pairwise (lane i + lane i + 8, then + 4, + 2, + 1),
+// then the bias. That order does not depend on how many rows x has, which rows they are batched
+// with, or how many threads run — so a sequence's logits are bit-identical alone or in a batch.
+//
+// How: the weights of a column are contiguous (a GGUF row), so lanes run along k. Decoding (one
+// row of x) streams each column's blocks once: chunks of 256 weights of 8 columns at a time are
+// dequantized into an L1-resident buffer and multiplied at once — memory is read in order and
+// only once. More rows (prefill, batches) dequantize a block of 32 columns entirely into a
+// per-thread buffer and run register tiles of 6 rows x 4 columns over it, reusing each
+// dequantized weight for every row. Threads split the output columns into those fixed blocks.
+//
+// AVX-512 kernels where the compiler targets it (dequantization of q8_0/q4_0/q5_0 in registers,
+// 16-lane FMAs); elsewhere the same order in plain C++ that compilers vectorize. Tests compare
+// both against double loops over the dequantized weights (tests/test_quant_matmul.cpp, also built
+// without AVX-512).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "eigenformer/core/error.hpp"
+#include "eigenformer/core/parallel.hpp"
+#include "eigenformer/core/types.hpp"
+#include "eigenformer/ops/matmul.hpp"
+#include "eigenformer/quant/quantized_matrix.hpp"
+
+namespace eigenformer {
+namespace detail {
+
+/// Lanes of the fixed summation order (see the top of this file).
+inline constexpr index_t quant_lanes = 16;
+/// Weights of each column dequantized at once when decoding (a k-quant super-block, or 8
+/// blocks of 32); the last chunk of a row may be shorter (a multiple of 32).
+inline constexpr index_t quant_chunk = 256;
+/// Columns per parallel block; fixed, and results do not depend on it anyway.
+inline constexpr index_t quant_block_cols = 32;
+/// Columns decoded together (independent FMA chains per row).
+inline constexpr int quant_decode_cols = 8;
+
+/// Where a segment's blocks start and how big they are, looked up once per block of columns.
+struct quant_columns {
+  quant_type type;
+  index_t block_weights;
+  index_t block_bytes;
+  const unsigned char* data;  // column `first`
+  index_t row_bytes;
+  const unsigned char* column(index_t j) const { return data + j * row_bytes; }
+};
+
+#if defined(__AVX512F__) && defined(__F16C__)
+inline __m512 broadcast_fp16(std::uint16_t bits) {
+  return _mm512_set1_ps(_cvtsh_ss(bits));
+}
+
+/// 16 signed bytes -> 16 floats times d (exact: |q| < 2^8, d has 11 significant bits).
+inline void store_scaled(__m128i q, __m512 d, float* y) {
+  _mm512_storeu_ps(y, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), d));
+}
+
+inline void dequantize_blocks_avx512(quant_type t, const unsigned char* src, index_t n_blocks,
+                                     float* y) {
+  const __m128i low4 = _mm_set1_epi8(15);
+  switch (t) {
+    case quant_type::q8_0:
+      for (index_t b = 0; b < n_blocks; ++b, y += 32) {
+        const auto* block = reinterpret_cast<const block_q8_0*>(src) + b;
+        const __m512 d = broadcast_fp16(block->d);
+        store_scaled(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block->q)), d, y);
+        store_scaled(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block->q + 16)), d, y + 16);
+      }
+      return;
+    case quant_type::q4_0:
+      for (index_t b = 0; b < n_blocks; ++b, y += 32) {
+        const auto* block = reinterpret_cast<const block_q4_0*>(src) + b;
+        const __m512 d = broadcast_fp16(block->d);
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block->q));
+        const __m128i eight = _mm_set1_epi8(8);
+        store_scaled(_mm_sub_epi8(_mm_and_si128(v, low4), eight), d, y);
+        store_scaled(_mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), low4), eight), d, y + 16);
+      }
+      return;
+    case quant_type::q5_0:
+      for (index_t b = 0; b < n_blocks; ++b, y += 32) {
+        const auto* block = reinterpret_cast<const block_q5_0*>(src) + b;
+        const __m512 d = broadcast_fp16(block->d);
+        std::uint32_t fifth;
+        std::memcpy(&fifth, block->qh, 4);  // little-endian, as x86 is
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block->qs));
+        const __m128i sixteen = _mm_set1_epi8(16);
+        // The fifth bit adds 16: q - 16 = nibble - (16 if the bit is clear else 0).
+        const __m128i lo = _mm_sub_epi8(_mm_and_si128(v, low4),
+                                        _mm_maskz_mov_epi8(__mmask16(~fifth & 0xffffu), sixteen));
+        const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), low4),
+                                        _mm_maskz_mov_epi8(__mmask16(~fifth >> 16), sixteen));
+        store_scaled(lo, d, y);
+        store_scaled(hi, d, y + 16);
+      }
+      return;
+    default:
+      dequantize_row(t, src, y, n_blocks * traits_of(t).block_weights);
+  }
+}
+#endif
+
+/// Weights [k0, k0 + len) of column j -> y[0:len]; k0 and len are whole blocks.
+inline void dequantize_range(const quant_columns& c, index_t j, index_t k0, index_t len, float* y) {
+  const unsigned char* src = c.column(j) + k0 / c.block_weights * c.block_bytes;
+#if defined(__AVX512F__) && defined(__F16C__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+  dequantize_blocks_avx512(c.type, src, len / c.block_weights, y);
+#else
+  dequantize_row(c.type, src, y, len);
+#endif
+}
+
+#if defined(__AVX512F__)
+using lane_sums = __m512;
+inline lane_sums zero_lanes() {
+  return _mm512_setzero_ps();
+}
+/// acc[r][p] += lanes of x row r times column p over k in [0, len), 16 at a time.
+template <int R, int P>
+inline void dot_tile(const float* x, index_t ldx, const float* w, index_t ldw, index_t len,
+                     lane_sums (&acc)[R][P]) {
+  for (index_t k = 0; k < len; k += quant_lanes) {
+    __m512 wv[P];
+    for (int p = 0; p < P; ++p) wv[p] = _mm512_loadu_ps(w + p * ldw + k);
+    for (int r = 0; r < R; ++r) {
+      const __m512 xv = _mm512_loadu_ps(x + r * ldx + k);
+      for (int p = 0; p < P; ++p) acc[r][p] = _mm512_fmadd_ps(xv, wv[p], acc[r][p]);
+    }
+  }
+}
+#else
+struct lane_sums {
+  float v[quant_lanes];
+};
+inline lane_sums zero_lanes() {
+  return lane_sums{};
+}
+template <int R, int P>
+inline void dot_tile(const float* x, index_t ldx, const float* w, index_t ldw, index_t len,
+                     lane_sums (&acc)[R][P]) {
+  for (index_t k = 0; k < len; k += quant_lanes) {
+    for (int r = 0; r < R; ++r) {
+      for (int p = 0; p < P; ++p) {
+        for (index_t l = 0; l < quant_lanes; ++l)
+          acc[r][p].v[l] += x[r * ldx + k + l] * w[p * ldw + k + l];
+      }
+    }
+  }
+}
+#endif
+
+/// The pairwise reduction of the 16 lanes (see the top of this file).
+inline float add_lanes(const lane_sums& sums) {
+  alignas(64) float a[quant_lanes];
+  std::memcpy(a, &sums, sizeof a);
+  float s8[8], s4[4];
+  for (int i = 0; i < 8; ++i) s8[i] = a[i] + a[i + 8];
+  for (int i = 0; i < 4; ++i) s4[i] = s8[i] + s8[i + 4];
+  return (s4[0] + s4[2]) + (s4[1] + s4[3]);
+}
+
+template <int R, int P>
+inline void store_sums(lane_sums (&acc)[R][P], const float* bias, matrix_ref<float> out, index_t t,
+                       index_t n) {
+  for (int r = 0; r < R; ++r) {
+    for (int p = 0; p < P; ++p)
+      out(t + r, n + p) = add_lanes(acc[r][p]) + (bias ? bias[n + p] : 0.0f);
+  }
+}
+
+/// One row of x times `width` columns starting at column j of `c` (output column n0 + j),
+/// streaming each column's blocks once in chunks of 256 weights.
+template <int P>
+void quant_decode_columns(const float* x, const quant_columns& c, index_t K, index_t j0,
+                          const float* bias, matrix_ref<float> out, index_t t, index_t n0) {
+  alignas(64) float chunk[P][quant_chunk];
+  lane_sums acc[1][P];
+  for (int p = 0; p < P; ++p) acc[0][p] = zero_lanes();
+  for (index_t k0 = 0; k0 < K; k0 += quant_chunk) {
+    const index_t len = std::min(quant_chunk, K - k0);
+    for (int p = 0; p < P; ++p) dequantize_range(c, j0 + p, k0, len, chunk[p]);
+    dot_tile<1, P>(x + k0, 0, chunk[0], quant_chunk, len, acc);
+  }
+  store_sums<1, P>(acc, bias, out, t, n0 + j0);
+}
+
+/// Rows [0, T) of x times `width` columns of `c` dequantized whole into `w` [width x K].
+inline void quant_tiles(matrix_cref<float> x, const float* w, index_t K, index_t width,
+                        const float* bias, matrix_ref<float> out, index_t n0) {
+  constexpr int R = 6, P = 4;
+  const index_t T = x.rows(), ldx = x.outerStride();
+  const auto run = [&](auto rows, auto cols, index_t t, index_t j) {
+    constexpr int r_ = decltype(rows)::value, p_ = decltype(cols)::value;
+    lane_sums acc[r_][p_];
+    for (int r = 0; r < r_; ++r) {
+      for (int p = 0; p < p_; ++p) acc[r][p] = zero_lanes();
+    }
+    dot_tile<r_, p_>(x.data() + t * ldx, ldx, w + j * K, K, K, acc);
+    store_sums<r_, p_>(acc, bias, out, t, n0 + j);
+  };
+  using six = std::integral_constant<int, R>;
+  using one = std::integral_constant<int, 1>;
+  using four = std::integral_constant<int, P>;
+  index_t t = 0;
+  for (; t + R <= T; t += R) {
+    index_t j = 0;
+    for (; j + P <= width; j += P) run(six{}, four{}, t, j);
+    for (; j < width; ++j) run(six{}, one{}, t, j);
+  }
+  for (; t < T; ++t) {
+    index_t j = 0;
+    for (; j + P <= width; j += P) run(one{}, four{}, t, j);
+    for (; j < width; ++j) run(one{}, one{}, t, j);
+  }
+}
+
+}  // namespace detail
+
+/// out = x W + bias. x: [T x K] float, W quantized [K x N], bias: N floats or nullptr,
+/// out: [T x N]. Bit-identical for any T, batch composition and thread count (see the top).
+inline void quant_matmul(matrix_cref<float> x, const quantized_matrix& w, const float* bias,
+                         matrix_ref<float> out) {
+  if (x.cols() != w.rows || out.rows() != x.rows() || out.cols() != w.cols) {
+    throw shape_error(detail::concat("quant_matmul: x is [", x.rows(), " x ", x.cols(), "], W is [",
+                                     w.rows, " x ", w.cols, "], out is [", out.rows(), " x ",
+                                     out.cols(), "]"));
+  }
+  using detail::quant_block_cols;
+  const index_t T = x.rows(), K = w.rows;
+  // Blocks of up to 32 columns that never straddle two segments.
+  struct column_block {
+    const quantized_matrix::segment* segment;
+    index_t first;  // within the segment
+    index_t width;
+  };
+  std::vector<column_block> blocks;
+  for (const auto& s : w.segments) {
+    for (index_t j = 0; j < s.cols; j += quant_block_cols)
+      blocks.push_back({&s, j, std::min(quant_block_cols, s.cols - j)});
+  }
+  parallel_for(index_t(blocks.size()), [&](index_t b) {
+    const column_block& block = blocks[std::size_t(b)];
+    const auto& s = *block.segment;
+    const quant_type_traits& traits = traits_of(s.type);
+    const detail::quant_columns columns{s.type, traits.block_weights, traits.block_bytes,
+                                        s.bytes.data() + block.first * s.row_bytes, s.row_bytes};
+    const index_t n0 = s.first + block.first;
+    if (T == 1) {
+      constexpr int P = detail::quant_decode_cols;
+      index_t j = 0;
+      for (; j + P <= block.width; j += P)
+        detail::quant_decode_columns<P>(x.data(), columns, K, j, bias, out, 0, n0);
+      for (; j < block.width; ++j)
+        detail::quant_decode_columns<1>(x.data(), columns, K, j, bias, out, 0, n0);
+      return;
+    }
+    float* w_block = detail::thread_buffer<float, detail::buffer_use::dequantized_weights>(
+        static_cast<std::size_t>(block.width * K));
+    for (index_t j = 0; j < block.width; ++j)
+      detail::dequantize_range(columns, j, 0, K, w_block + j * K);
+    detail::quant_tiles(x, w_block, K, block.width, bias, out, n0);
+  });
+}
+
+}  // namespace eigenformer

@@ -1,0 +1,220 @@
+// eigenformer/quant/quantized_matrix.hpp — a weight matrix W [K x N] kept in ggml's quantized
+// blocks, in the layout of a GGUF tensor: one row of blocks per OUTPUT column n (W's column n,
+// K weights), so a GGUF file's bytes are used as they are and decoding streams them in order.
+//
+// A matrix may hold consecutive column ranges of different types (segments): llama.cpp's Q4_K_M
+// files quantize q, k and v — which this library fuses into one qkv matrix — to different types.
+//
+// The types are ggml's (numbered as in GGUF): q8_0, q4_0, q5_0 (blocks of 32, quant/blocks.hpp)
+// and q4_k, q5_k, q6_k (super-blocks of 256, quant/k_quants.hpp). Quantizing from float is
+// ggml's reference rounding for the types of quant/blocks.hpp (the k-quants are read only).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "eigenformer/core/error.hpp"
+#include "eigenformer/core/parallel.hpp"
+#include "eigenformer/core/types.hpp"
+#include "eigenformer/quant/blocks.hpp"
+#include "eigenformer/quant/k_quants.hpp"
+
+namespace eigenformer {
+
+/// ggml's quantized types this library stores and multiplies (values are ggml's type numbers).
+enum class quant_type : std::uint32_t {
+  q4_0 = 2,
+  q5_0 = 6,
+  q8_0 = 8,
+  q4_k = 12,
+  q5_k = 13,
+  q6_k = 14,
+};
+
+/// Weights per block and bytes per block of a quantized type.
+struct quant_type_traits {
+  quant_type type;
+  const char* name;  // as the CLI spells it (--dtype)
+  index_t block_weights;
+  index_t block_bytes;
+};
+
+inline constexpr quant_type_traits quant_types[] = {
+    {quant_type::q8_0, "q8_0", 32, 34},   {quant_type::q4_0, "q4_0", 32, 18},
+    {quant_type::q5_0, "q5_0", 32, 22},   {quant_type::q4_k, "q4_k", 256, 144},
+    {quant_type::q5_k, "q5_k", 256, 176}, {quant_type::q6_k, "q6_k", 256, 210},
+};
+
+inline const quant_type_traits& traits_of(quant_type t) {
+  for (const auto& e : quant_types)
+    if (e.type == t) return e;
+  throw value_error(detail::concat("quant_type ", std::uint32_t(t), " is not a quantized type"));
+}
+
+/// The type named `name` ("q8_0", ...), or value_error listing the names.
+inline quant_type parse_quant_type(const std::string& name) {
+  std::string names;
+  for (const auto& e : quant_types) {
+    if (name == e.name) return e.type;
+    names += names.empty() ? e.name : std::string(", ") + e.name;
+  }
+  throw value_error("unknown quantized type '" + name + "' (one of " + names + ")");
+}
+
+/// Whether rows of K weights can be stored as `t` (whole blocks).
+inline bool fits_blocks(quant_type t, index_t k) {
+  return k > 0 && k % traits_of(t).block_weights == 0;
+}
+
+/// One row of n weights of type `t` -> y[0:n], exactly as ggml dequantizes.
+inline void dequantize_row(quant_type t, const unsigned char* row, float* y, index_t n) {
+  switch (t) {
+    case quant_type::q8_0:
+      return dequantize_row_q8_0(reinterpret_cast<const block_q8_0*>(row), y, n);
+    case quant_type::q4_0:
+      return dequantize_row_q4_0(reinterpret_cast<const block_q4_0*>(row), y, n);
+    case quant_type::q5_0:
+      return dequantize_row_q5_0(reinterpret_cast<const block_q5_0*>(row), y, n);
+    case quant_type::q4_k:
+      return dequantize_row_q4_k(reinterpret_cast<const block_q4_k*>(row), y, n);
+    case quant_type::q5_k:
+      return dequantize_row_q5_k(reinterpret_cast<const block_q5_k*>(row), y, n);
+    case quant_type::q6_k:
+      return dequantize_row_q6_k(reinterpret_cast<const block_q6_k*>(row), y, n);
+  }
+  throw value_error("dequantize_row: not a quantized type");
+}
+
+/// Whether quantize_row can write type `t` (the k-quants are read only, for now).
+inline bool can_quantize(quant_type t) {
+  return t == quant_type::q8_0 || t == quant_type::q4_0 || t == quant_type::q5_0;
+}
+
+/// x[0:n] -> one row of type `t` (ggml's reference rounding); value_error for a read-only type.
+inline void quantize_row(quant_type t, const float* x, unsigned char* row, index_t n) {
+  switch (t) {
+    case quant_type::q8_0:
+      return quantize_row_q8_0(x, reinterpret_cast<block_q8_0*>(row), n);
+    case quant_type::q4_0:
+      return quantize_row_q4_0(x, reinterpret_cast<block_q4_0*>(row), n);
+    case quant_type::q5_0:
+      return quantize_row_q5_0(x, reinterpret_cast<block_q5_0*>(row), n);
+    default:
+      throw value_error(std::string("quantizing to ") + traits_of(t).name + " is not supported");
+  }
+}
+
+/// W [K x N] as rows of quantized blocks, one per output column (see the top of this file).
+struct quantized_matrix {
+  /// Columns [first, first + cols) of W, all of one type: `cols` rows of row_bytes each.
+  struct segment {
+    quant_type type = quant_type::q8_0;
+    index_t first = 0;
+    index_t cols = 0;
+    index_t row_bytes = 0;
+    std::vector<unsigned char> bytes;  // cols * row_bytes
+  };
+
+  index_t rows = 0;  // K, the input features (a multiple of every segment's block)
+  index_t cols = 0;  // N, the output features
+  std::vector<segment> segments;
+
+  bool empty() const { return cols == 0; }
+  /// The segment holding column n.
+  const segment& segment_of(index_t n) const {
+    for (const auto& s : segments)
+      if (n < s.first + s.cols) return s;
+    throw shape_error(detail::concat("quantized_matrix: column ", n, " of ", cols));
+  }
+  /// The blocks of column n (K weights).
+  const unsigned char* column(index_t n) const {
+    const segment& s = segment_of(n);
+    return s.bytes.data() + (n - s.first) * s.row_bytes;
+  }
+  /// Bytes of all blocks (what one pass over W reads).
+  std::size_t bytes() const {
+    std::size_t total = 0;
+    for (const auto& s : segments) total += s.bytes.size();
+    return total;
+  }
+  /// Column n of W dequantized -> y[0:K].
+  void dequantize_column(index_t n, float* y) const {
+    dequantize_row(segment_of(n).type, column(n), y, rows);
+  }
+
+  /// Appends `n_cols` columns of type `t` whose blocks are `data` (ggml rows of K weights, e.g.
+  /// a GGUF tensor's bytes), merged into the last segment when it has the same type.
+  void append_columns(quant_type t, index_t n_cols, const unsigned char* data) {
+    const index_t row_bytes = row_size(t, rows);
+    if (segments.empty() || segments.back().type != t)
+      segments.push_back(segment{t, cols, 0, row_bytes, {}});
+    segment& s = segments.back();
+    s.bytes.insert(s.bytes.end(), data, data + n_cols * row_bytes);
+    s.cols += n_cols;
+    cols += n_cols;
+  }
+
+  /// Bytes of one row of k weights of type t; shape_error unless k is whole blocks.
+  static index_t row_size(quant_type t, index_t k) {
+    const quant_type_traits& traits = traits_of(t);
+    if (!fits_blocks(t, k)) {
+      throw shape_error(detail::concat("quantized_matrix: rows of ", k, " weights are not whole ",
+                                       traits.name, " blocks of ", traits.block_weights));
+    }
+    return k / traits.block_weights * traits.block_bytes;
+  }
+};
+
+namespace detail {
+/// Quantizes N columns given by column(n, float* k_values) into one segment of type t.
+template <class Column>
+quantized_matrix quantize_columns(index_t k, index_t n_cols, quant_type t, const Column& column) {
+  quantized_matrix q;
+  q.rows = k;
+  const index_t row_bytes = quantized_matrix::row_size(t, k);
+  if (!can_quantize(t))
+    throw value_error(std::string("quantizing to ") + traits_of(t).name + " is not supported");
+  std::vector<unsigned char> bytes(static_cast<std::size_t>(n_cols * row_bytes));
+  constexpr index_t block = 64;
+  parallel_for((n_cols + block - 1) / block, [&](index_t b) {
+    std::vector<float> values(static_cast<std::size_t>(k));
+    for (index_t n = b * block; n < std::min(n_cols, (b + 1) * block); ++n) {
+      column(n, values.data());
+      quantize_row(t, values.data(), bytes.data() + n * row_bytes, k);
+    }
+  });
+  q.append_columns(t, n_cols, bytes.data());
+  return q;
+}
+}  // namespace detail
+
+/// W [K x N] (a linear layer's [in x out] weight) quantized column by column.
+inline quantized_matrix quantize_matrix(matrix_cref<float> w, quant_type t) {
+  return detail::quantize_columns(w.rows(), w.cols(), t, [&](index_t n, float* y) {
+    for (index_t k = 0; k < w.rows(); ++k) y[k] = w(k, n);
+  });
+}
+
+/// E^T for E [N x K] — an embedding used as the LM head (logits = x E^T): row n of E is column
+/// n of E^T, so each row is quantized as it is.
+inline quantized_matrix quantize_matrix_transposed(matrix_cref<float> e, quant_type t) {
+  return detail::quantize_columns(e.cols(), e.rows(), t, [&](index_t n, float* y) {
+    for (index_t k = 0; k < e.cols(); ++k) y[k] = e(n, k);
+  });
+}
+
+/// All of W [K x N] dequantized (for tests and inspection).
+inline matrix<float> dequantize(const quantized_matrix& q) {
+  matrix<float> out(q.rows, q.cols);
+  std::vector<float> column(static_cast<std::size_t>(q.rows));
+  for (index_t n = 0; n < q.cols; ++n) {
+    q.dequantize_column(n, column.data());
+    for (index_t k = 0; k < q.rows; ++k) out(k, n) = column[std::size_t(k)];
+  }
+  return out;
+}
+
+}  // namespace eigenformer

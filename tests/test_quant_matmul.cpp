@@ -1,0 +1,202 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include <eigenformer/core/parallel.hpp>
+#include <eigenformer/ops/quant_matmul.hpp>
+
+#include "reference.hpp"
+
+namespace {
+
+using eigenformer::index_t;
+using eigenformer::matrix;
+using eigenformer::quant_type;
+using eigenformer::quantized_matrix;
+
+const quant_type all_types[] = {quant_type::q8_0, quant_type::q4_0, quant_type::q5_0,
+                                quant_type::q4_k, quant_type::q5_k, quant_type::q6_k};
+
+// n_cols columns of K weights of type t. Types we quantize get quantized random weights; the
+// k-quants get random bytes with finite fp16 scales of both signs (every bit pattern of the
+// packed scales, mins and quants appears).
+void append_random_columns(quantized_matrix& q, quant_type t, index_t n_cols, ref::rng& r) {
+  const index_t K = q.rows;
+  if (eigenformer::can_quantize(t)) {
+    const matrix<float> w = ref::random_matrix<float>(K, n_cols, r);
+    const quantized_matrix part = eigenformer::quantize_matrix(w, t);
+    q.append_columns(t, n_cols, part.segments.front().bytes.data());
+    return;
+  }
+  const auto& traits = eigenformer::traits_of(t);
+  std::vector<unsigned char> bytes(
+      std::size_t(n_cols * K / traits.block_weights * traits.block_bytes));
+  for (auto& b : bytes) b = static_cast<unsigned char>(r.below(256));
+  // The fp16 scales: d and dmin at bytes 0 and 2 of q4_k/q5_k, d at byte 208 of q6_k.
+  const std::vector<index_t> scale_offsets =
+      t == quant_type::q6_k ? std::vector<index_t>{208} : std::vector<index_t>{0, 2};
+  for (std::size_t block = 0; block < bytes.size() / std::size_t(traits.block_bytes); ++block) {
+    for (const index_t off : scale_offsets) {
+      const float scale = float(r.symmetric(1.0) * 0.01);
+      const std::uint16_t bits = eigenformer::detail::fp16_bits(scale);
+      bytes[block * std::size_t(traits.block_bytes) + std::size_t(off)] = bits & 0xff;
+      bytes[block * std::size_t(traits.block_bytes) + std::size_t(off) + 1] = bits >> 8;
+    }
+  }
+  q.append_columns(t, n_cols, bytes.data());
+}
+
+quantized_matrix random_quantized(index_t K,
+                                  const std::vector<std::pair<quant_type, index_t>>& parts,
+                                  ref::rng& r) {
+  quantized_matrix q;
+  q.rows = K;
+  for (const auto& [t, n] : parts) append_random_columns(q, t, n, r);
+  return q;
+}
+
+// x W + b with W the dequantized weights, in double: the reference every path is held to.
+matrix<double> naive(const matrix<float>& x, const quantized_matrix& q,
+                     const std::vector<float>& b) {
+  const matrix<float> w = eigenformer::dequantize(q);
+  matrix<double> out(x.rows(), w.cols());
+  for (index_t t = 0; t < x.rows(); ++t) {
+    for (index_t n = 0; n < w.cols(); ++n) {
+      double s = b.empty() ? 0.0 : double(b[std::size_t(n)]);
+      for (index_t k = 0; k < w.rows(); ++k) s += double(x(t, k)) * double(w(k, n));
+      out(t, n) = s;
+    }
+  }
+  return out;
+}
+
+matrix<float> run(const matrix<float>& x, const quantized_matrix& q, const std::vector<float>& b) {
+  matrix<float> out(x.rows(), q.cols);
+  eigenformer::quant_matmul(x, q, b.empty() ? nullptr : b.data(), out);
+  return out;
+}
+
+// Every type, one row (decoding) and several (prefill), against double loops over the weights
+// as ggml dequantizes them. The bound is float rounding of a sum of K + 1 terms, (K + 1) u
+// sum |x w| with u = 2^-24 (a wrong weight errs by about sum |x w| / K, far above it).
+TEST(QuantMatmul, MatchesDoubleLoopsOverDequantizedWeights) {
+  ref::rng r(21);
+  for (const quant_type t : all_types) {
+    const index_t block = eigenformer::traits_of(t).block_weights;
+    for (const index_t K : {block, 2 * block, block == 32 ? index_t(576) : index_t(768)}) {
+      const quantized_matrix q = random_quantized(K, {{t, 45}}, r);
+      std::vector<float> bias(45);
+      for (auto& v : bias) v = float(r.symmetric(1.0));
+      const matrix<float> w = eigenformer::dequantize(q);
+      for (const index_t T : {1, 2, 7, 13}) {
+        const matrix<float> x = ref::random_matrix<float>(T, K, r);
+        const matrix<double> expected = naive(x, q, bias);
+        const matrix<float> got = run(x, q, bias);
+        for (index_t i = 0; i < T; ++i) {
+          for (index_t n = 0; n < q.cols; ++n) {
+            double magnitude = std::fabs(bias[std::size_t(n)]);
+            for (index_t k = 0; k < K; ++k) magnitude += std::fabs(double(x(i, k)) * w(k, n));
+            ASSERT_NEAR(got(i, n), expected(i, n), double(K + 1) * 0x1p-24 * magnitude + 1e-30)
+                << eigenformer::traits_of(t).name << " K=" << K << " T=" << T << " (" << i << ", "
+                << n << ")";
+          }
+        }
+      }
+    }
+  }
+}
+
+// x = the identity picks out each weight: the kernels' dequantization (in registers where the
+// CPU allows) equals ggml's scalar reference bit for bit, for one row and for many.
+TEST(QuantMatmul, DequantizesEveryWeightExactlyAsGgml) {
+  ref::rng r(22);
+  for (const quant_type t : all_types) {
+    const index_t K = eigenformer::traits_of(t).block_weights == 32 ? 96 : 256;
+    const quantized_matrix q = random_quantized(K, {{t, 19}}, r);
+    const matrix<float> w = eigenformer::dequantize(q);
+    const matrix<float> identity = matrix<float>::Identity(K, K);
+    const matrix<float> all = run(identity, q, {});
+    for (index_t k = 0; k < K; ++k) {
+      const matrix<float> one = run(identity.row(k), q, {});
+      for (index_t n = 0; n < q.cols; ++n) {
+        ASSERT_EQ(all(k, n), w(k, n))
+            << eigenformer::traits_of(t).name << " (" << k << ", " << n << ")";
+        ASSERT_EQ(one(0, n), w(k, n))
+            << eigenformer::traits_of(t).name << " (" << k << ", " << n << ")";
+      }
+    }
+  }
+}
+
+// A row's result does not depend on the other rows beside it, on how many there are, or on the
+// thread count: decoding one row and prefilling 1..40 rows give the same bits (the promise that
+// batched decoding relies on). Segments of different types share one matrix, as a Q4_K_M file's
+// fused q|k|v does.
+TEST(QuantMatmul, RowsAreBitIdenticalAloneInAnyBatchAndForAnyThreads) {
+  ref::rng r(23);
+  const index_t K = 512;
+  const quantized_matrix q = random_quantized(
+      K, {{quant_type::q4_k, 70}, {quant_type::q6_k, 33}, {quant_type::q8_0, 40}}, r);
+  ASSERT_EQ(q.segments.size(), 3u);
+  ASSERT_EQ(q.cols, 143);
+  std::vector<float> bias(143);
+  for (auto& v : bias) v = float(r.symmetric(1.0));
+  const matrix<float> x = ref::random_matrix<float>(40, K, r);
+  const int threads = eigenformer::num_threads();
+  eigenformer::set_num_threads(1);
+  const matrix<float> batch = run(x, q, bias);
+  for (const int n_threads : {1, 2, 3}) {
+    eigenformer::set_num_threads(n_threads);
+    for (index_t t = 0; t < x.rows(); ++t) {
+      const matrix<float> alone = run(x.row(t), q, bias);
+      for (index_t n = 0; n < q.cols; ++n) ASSERT_EQ(alone(0, n), batch(t, n)) << t << ", " << n;
+    }
+    for (const index_t rows : {2, 5, 6, 7, 13}) {
+      const matrix<float> part = run(x.middleRows(40 - rows, rows), q, bias);
+      for (index_t t = 0; t < rows; ++t) {
+        for (index_t n = 0; n < q.cols; ++n)
+          ASSERT_EQ(part(t, n), batch(40 - rows + t, n)) << rows << ": " << t << ", " << n;
+      }
+    }
+  }
+  eigenformer::set_num_threads(threads);
+}
+
+TEST(QuantMatmul, RefusesMismatchedShapesAndPartialBlocks) {
+  ref::rng r(24);
+  const quantized_matrix q = random_quantized(64, {{quant_type::q8_0, 10}}, r);
+  matrix<float> x(3, 63), out(3, 10);
+  EXPECT_THROW(eigenformer::quant_matmul(x, q, nullptr, out), eigenformer::shape_error);
+  matrix<float> x2(3, 64), out2(3, 9);
+  EXPECT_THROW(eigenformer::quant_matmul(x2, q, nullptr, out2), eigenformer::shape_error);
+  const matrix<float> w = ref::random_matrix<float>(40, 3, r);  // 40 rows: not whole blocks
+  EXPECT_THROW(eigenformer::quantize_matrix(w, quant_type::q8_0), eigenformer::shape_error);
+  const matrix<float> w256 = ref::random_matrix<float>(256, 3, r);
+  EXPECT_THROW(eigenformer::quantize_matrix(w256, quant_type::q4_k), eigenformer::value_error);
+  EXPECT_THROW(eigenformer::parse_quant_type("q3_k"), eigenformer::value_error);
+  EXPECT_EQ(eigenformer::parse_quant_type("q4_0"), quant_type::q4_0);
+}
+
+// The segments' bookkeeping: columns land in order, and quantizing E^T from rows of E equals
+// quantizing its transpose column by column.
+TEST(QuantMatmul, TransposedQuantizationAndSegments) {
+  ref::rng r(25);
+  const matrix<float> e = ref::random_matrix<float>(37, 64, r);  // [N x K]
+  const matrix<float> e_t = e.transpose();
+  const quantized_matrix a = eigenformer::quantize_matrix_transposed(e, quant_type::q4_0);
+  const quantized_matrix b = eigenformer::quantize_matrix(e_t, quant_type::q4_0);
+  EXPECT_EQ(a.rows, 64);
+  EXPECT_EQ(a.cols, 37);
+  EXPECT_EQ(a.segments.front().bytes, b.segments.front().bytes);
+  EXPECT_EQ(a.bytes(), std::size_t(37 * 2 * 18));
+  quantized_matrix two;
+  two.rows = 64;
+  two.append_columns(quant_type::q4_0, 37, a.segments.front().bytes.data());
+  two.append_columns(quant_type::q4_0, 37, a.segments.front().bytes.data());
+  EXPECT_EQ(two.segments.size(), 1u);  // same type: one segment
+  EXPECT_EQ(eigenformer::dequantize(two).rightCols(37), eigenformer::dequantize(a));
+}
+
+}  // namespace
