@@ -6,9 +6,9 @@
 
 namespace {
 
+using bench::random_activations;
 using bench::ef::index_t;
 using bench::ef::matrix;
-using bench::random_activations;
 
 void BM_LayerNorm(benchmark::State& state) {
   const index_t T = state.range(0), C = bench::gpt2_config().n_embd;
@@ -135,6 +135,43 @@ void BM_Linear(benchmark::State& state) {
   state.SetLabel(dtype == 0 ? "f32" : dtype == 1 ? "bf16" : "bf16mix");
 }
 
+// The same layer [768 x 3072] in quantized blocks (type = ggml's number: 8 q8_0, 2 q4_0, 6 q5_0,
+// 12 q4_k, 14 q6_k). k-quants cannot be quantized here yet: their blocks are random bytes with
+// small scales, which costs the kernel the same. GB/s counts the blocks' bytes.
+void BM_QuantLinear(benchmark::State& state) {
+  const index_t T = state.range(0);
+  const auto type = static_cast<bench::ef::quant_type>(state.range(1));
+  const auto& w = bench::gpt2_weights().blocks[0].mlp.fc;
+  bench::ef::quantized_matrix q;
+  if (bench::ef::can_quantize(type)) {
+    q = bench::ef::quantize_matrix(w.weight, type);
+  } else {
+    const auto& traits = bench::ef::traits_of(type);
+    q.rows = w.in_features();
+    std::vector<unsigned char> bytes(
+        std::size_t(w.out_features() * q.rows / traits.block_weights * traits.block_bytes));
+    std::mt19937 rng(5);
+    for (auto& b : bytes) b = static_cast<unsigned char>(rng() & 0xff);
+    for (std::size_t i = 0; i < bytes.size(); i += std::size_t(traits.block_bytes)) {
+      const std::size_t at = type == bench::ef::quant_type::q6_k ? 208 : 0;
+      bytes[i + at] = 0x00;  // fp16 0x1c00 = 2^-8: finite scales
+      bytes[i + at + 1] = 0x1c;
+    }
+    q.append_columns(type, w.out_features(), bytes.data());
+  }
+  const auto x = random_activations(T, w.in_features());
+  matrix<float> out(T, w.out_features());
+  for (auto _ : state) {
+    bench::ef::quant_matmul(x, q, w.bias.data(), out);
+    benchmark::DoNotOptimize(out.data());
+  }
+  const double weights = double(w.weight.size());
+  bench::set_counters(state, double(T), 2.0 * double(T) * weights);
+  state.counters["weight GB/s"] =
+      benchmark::Counter(double(q.bytes()) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(bench::ef::traits_of(type).name);
+}
+
 #define EIGENFORMER_SIZES ->Arg(64)->Arg(256)->Arg(1024)->Unit(benchmark::kMicrosecond)
 BENCHMARK(BM_LayerNorm) EIGENFORMER_SIZES;
 BENCHMARK(BM_CausalSoftmax) EIGENFORMER_SIZES;
@@ -146,6 +183,10 @@ BENCHMARK(BM_Block) EIGENFORMER_SIZES;
 BENCHMARK(BM_Linear)
     ->ArgsProduct({{1, 256}, {0, 1, 2}})
     ->ArgNames({"T", "dtype"})
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_QuantLinear)
+    ->ArgsProduct({{1, 64, 256}, {8, 2, 6, 12, 14}})
+    ->ArgNames({"T", "type"})
     ->Unit(benchmark::kMicrosecond);
 
 }  // namespace

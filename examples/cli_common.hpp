@@ -56,11 +56,29 @@ inline std::string model_note(const std::string& dir) {
   return {};
 }
 
-/// Stores the matrices multiplied per token as bf16 for --dtype bf16 / bf16mix
-/// (ops/bf16_matmul.hpp); f32 leaves the weights as loaded.
+/// The values of --dtype: how the matrices multiplied per token are stored.
+inline const std::vector<std::string>& dtype_names() {
+  static const std::vector<std::string> names = {"f32", "bf16", "bf16mix", "q8_0", "q4_0", "q5_0"};
+  return names;
+}
+
+/// Stores the matrices multiplied per token as --dtype asks: bf16 / bf16mix panels
+/// (ops/bf16_matmul.hpp) or quantized blocks (q8_0, q4_0, q5_0 with ggml's rounding; the LM head
+/// in q8_0); f32 leaves the weights as loaded (a quantized GGUF file stays as it is).
 inline void apply_dtype(ef::model_weights& weights, const std::string& dtype) {
-  if (dtype == "bf16") ef::pack_weights_bf16(weights, ef::bf16_compute::float_activations);
-  if (dtype == "bf16mix") ef::pack_weights_bf16(weights, ef::bf16_compute::bf16_activations);
+  if (dtype == "f32") return;
+  if (weights.is_compressed()) {
+    throw usage_error("--dtype " + dtype +
+                      ": the model's weights are already quantized (a quantized GGUF file runs "
+                      "as it is stored; use --dtype f32)");
+  }
+  if (dtype == "bf16") {
+    ef::pack_weights_bf16(weights, ef::bf16_compute::float_activations);
+  } else if (dtype == "bf16mix") {
+    ef::pack_weights_bf16(weights, ef::bf16_compute::bf16_activations);
+  } else {
+    ef::quantize_weights(weights, ef::parse_quant_type(dtype), ef::quant_type::q8_0);
+  }
 }
 
 /// Splits "a,b,c" at the commas (an empty text gives one empty item).

@@ -556,6 +556,41 @@ class GgufFiles(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual([int(t) for t in r.stdout.split()], [int(want[-1].argmax())])
 
+    def test_quantized_files_run_on_their_blocks(self):
+        # f32 runs a quantized file as stored (quant_matmul on the file's blocks): float logits
+        # close to the float64 computation on the same weights.
+        for name in ("llama_gqa.q8_0", "llama_256.q4_0", "llama_256.q4_k_m", "gpt2_tiny.q8_0"):
+            tokens, want = self.load(name)
+            with tempfile.TemporaryDirectory() as tmp:
+                out = os.path.join(tmp, "logits.npy")
+                r = run("logits", "--model", os.path.join(self.DIR, name + ".gguf"), "--tokens",
+                        " ".join(map(str, tokens)), "--out", out)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                got = np.load(out)
+            self.assertLess(np.linalg.norm(got - want) / np.linalg.norm(want), 2e-5, name)
+
+    def test_quantizing_at_load_equals_the_converters_file(self):
+        # --precision q8_0 on the Hugging Face checkpoint gives the blocks llama.cpp's converter
+        # wrote (--outtype q8_0), so the logits are bit-identical to running its file. (GPT-2:
+        # every other tensor is F32 in both; the llama file stores rows of 80 weights as F16.)
+        for name, hf in (("gpt2_tiny.q8_0", os.path.join(FIXTURES, "tiny_f32")),):
+            tokens, _ = self.load(name)
+            outs = []
+            with tempfile.TemporaryDirectory() as tmp:
+                for model, precision in ((hf, "q8_0"), (os.path.join(self.DIR, name + ".gguf"),
+                                                        "f32")):
+                    out = os.path.join(tmp, precision + ".npy")
+                    r = run("logits", "--model", model, "--tokens", " ".join(map(str, tokens)),
+                            "--out", out, "--precision", precision)
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                    outs.append(np.load(out))
+            self.assertTrue(np.array_equal(outs[0], outs[1]), name)
+        r = run("generate", "--model", os.path.join(self.DIR, "llama_256.q4_0.gguf"), "--tokens",
+                "1 2", "-n", "1", "--ids", "--dtype", "q8_0")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("already quantized", r.stderr)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1)
+
     def test_bad_files_are_one_line_errors(self):
         with tempfile.TemporaryDirectory() as tmp:
             bad = os.path.join(tmp, "bad.gguf")

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <type_traits>
 
 #include <eigenformer/io/gguf_model.hpp>
 #include <eigenformer/io/hf_model.hpp>
@@ -68,10 +69,25 @@ TYPED_TEST(GgufModel, LogitsMatchTheFloat64ComputationOnTheFilesWeights) {
                    type.c_str())
           << name << " " << tensor;
     }
+    const auto dequantized = ef::load_gguf_model<S>(path, ef::gguf_quantized::dequantize);
+    EXPECT_NO_THROW(ef::validate_weights(dequantized.config, dequantized.weights)) << name;
+    EXPECT_LT(ref::relative_error(ef::forward(dequantized, expected.tokens), expected.logits),
+              tolerance<S>())
+        << name;
+    // A float model runs a quantized file's layers and head on the file's blocks (quant_matmul,
+    // exact weights in float): the same logits within float rounding.
     const auto model = ef::load_gguf_model<S>(path);
-    EXPECT_NO_THROW(ef::validate_weights(model.config, model.weights)) << name;
-    const auto logits = ef::forward(model, expected.tokens);
-    EXPECT_LT(ref::relative_error(logits, expected.logits), tolerance<S>()) << name;
+    bool file_quantized = false;
+    for (const auto& [tensor, type] : expected.types) file_quantized |= type[0] == 'Q';
+    int quantized_layers = 0;
+    for (const auto& b : model.weights.blocks) {
+      for (const auto* layer : {&b.attn.qkv, &b.attn.proj, &b.mlp.fc, &b.mlp.proj})
+        quantized_layers += layer->is_quantized();
+    }
+    EXPECT_EQ(quantized_layers > 0, (std::is_same_v<S, float> && file_quantized)) << name;
+    EXPECT_LT(ref::relative_error(ef::forward(model, expected.tokens), expected.logits),
+              tolerance<S>())
+        << name;
   }
 }
 
@@ -102,6 +118,45 @@ TEST(GgufModel, FloatFilesGiveTheSameModelAsTheHuggingFaceCheckpoint) {
       EXPECT_EQ(g.weights.blocks[l].mlp.fc.weight, h.weights.blocks[l].mlp.fc.weight);
       EXPECT_EQ(g.weights.blocks[l].mlp.proj.weight, h.weights.blocks[l].mlp.proj.weight);
     }
+  }
+}
+
+// Quantizing at load (quantize_weights, the CLI's --dtype q8_0) gives the very blocks llama.cpp's
+// converter wrote for the same checkpoint (--outtype q8_0): every quantized layer and the head
+// byte for byte (the llama file's permuted q/k rows put back), and the same layers left in float
+// (rows not whole blocks). The converter's q8_0 is gguf-py's, bit-exact with ggml's reference.
+TEST(GgufModel, QuantizingAtLoadGivesTheConvertersBlocks) {
+  const std::pair<const char*, std::string> pairs[] = {
+      {"llama_gqa.q8_0", std::string(EIGENFORMER_FIXTURES_DIR) + "/llama/llama_gqa"},
+      {"gpt2_tiny.q8_0", std::string(EIGENFORMER_FIXTURES_DIR) + "/tiny_f32"}};
+  for (const auto& [gguf_name, hf_dir] : pairs) {
+    const auto file = ef::load_gguf_model<float>(fixtures + gguf_name + ".gguf");
+    auto ours = ef::load_hf_model<float>(hf_dir);
+    ef::quantize_weights(ours.weights, ef::quant_type::q8_0, ef::quant_type::q8_0);
+    int compared = 0;
+    for (std::size_t l = 0; l < ours.weights.blocks.size(); ++l) {
+      const auto& a = ours.weights.blocks[l];
+      const auto& b = file.weights.blocks[l];
+      const std::pair<const ef::linear_weights<float>*, const ef::linear_weights<float>*> layers[] =
+          {{&a.attn.qkv, &b.attn.qkv},
+           {&a.attn.proj, &b.attn.proj},
+           {&a.mlp.fc, &b.mlp.fc},
+           {&a.mlp.proj, &b.mlp.proj}};
+      for (const auto& [x, y] : layers) {
+        ASSERT_EQ(x->is_quantized(), y->is_quantized()) << gguf_name << " layer " << l;
+        if (!x->is_quantized()) continue;
+        ASSERT_EQ(x->quantized.segments.size(), 1u);
+        ASSERT_EQ(y->quantized.segments.size(), 1u);
+        EXPECT_TRUE(x->quantized.segments[0].bytes == y->quantized.segments[0].bytes)
+            << gguf_name << " layer " << l;
+        ++compared;
+      }
+    }
+    EXPECT_GE(compared, 6) << gguf_name;
+    ASSERT_TRUE(ours.weights.is_quantized() && file.weights.is_quantized()) << gguf_name;
+    EXPECT_TRUE(ours.weights.output_quantized.segments[0].bytes ==
+                file.weights.output_quantized.segments[0].bytes)
+        << gguf_name;
   }
 }
 

@@ -127,16 +127,14 @@ void run_bench(const bench_options& opt) {
       opt.threads.empty() ? std::to_string(ef::num_threads()) : opt.threads, "--threads");
   if (opt.repetitions < 1) throw usage_error("-r must be >= 1");
   if (opt.depth < 0) throw usage_error("--depth must be >= 0");
-  // Packing is one-way (f32 -> bf16 -> bf16mix only flips the mode), so dtypes run in that order.
-  std::vector<std::string> dtypes;
-  const auto requested = split_commas(opt.dtypes);
-  for (const std::string& d : requested) {
-    if (d != "f32" && d != "bf16" && d != "bf16mix") {
-      throw usage_error("--dtype '" + d + "' is not one of f32, bf16, bf16mix");
+  const auto dtypes = split_commas(opt.dtypes);
+  for (const std::string& d : dtypes) {
+    const auto& names = dtype_names();
+    if (std::find(names.begin(), names.end(), d) == names.end()) {
+      std::string list;
+      for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+      throw usage_error("--dtype '" + d + "' is not one of " + list);
     }
-  }
-  for (const char* d : {"f32", "bf16", "bf16mix"}) {
-    if (std::find(requested.begin(), requested.end(), d) != requested.end()) dtypes.push_back(d);
   }
   ef::model m;
   std::string model_name;
@@ -175,8 +173,9 @@ void run_bench(const bench_options& opt) {
   std::vector<bench_result> results;
   const std::size_t total = dtypes.size() * threads.size() * (prompts.size() + gens.size());
   for (const std::string& dtype : dtypes) {
-    apply_dtype(m.weights, dtype);
-    const double bytes_per_weight = dtype == "f32" ? 4.0 : 2.0;
+    // Each dtype starts from the weights as loaded (packing and quantizing are one-way).
+    ef::model converted = m;
+    apply_dtype(converted.weights, dtype);
     for (const long long t : threads) {
       ef::set_num_threads(int(t));
       const auto report = [&](bench_result r) {
@@ -209,7 +208,7 @@ void run_bench(const bench_options& opt) {
         std::vector<double> rates;
         for (long long run = 0; run <= opt.repetitions; ++run) {  // run 0 is the warm-up
           const auto start = clock_type::now();
-          ef::forward(c, m.weights, tokens, acts, ef::logits_for::last_position);
+          ef::forward(c, converted.weights, tokens, acts, ef::logits_for::last_position);
           if (run > 0) rates.push_back(double(p) / seconds_since(start));
         }
         bench_result r;
@@ -233,12 +232,12 @@ void run_bench(const bench_options& opt) {
           cache.reset();
           ef::token_id next = 0;
           if (opt.depth > 0) {  // the prompt is not timed
-            const auto logits = ef::forward(c, m.weights, cache, prompt, prefill_acts);
+            const auto logits = ef::forward(c, converted.weights, cache, prompt, prefill_acts);
             logits.row(0).maxCoeff(&next);
           }
           const auto start = clock_type::now();
           for (long long i = 0; i < n; ++i) {
-            const auto logits = ef::forward(c, m.weights, cache, {next}, acts);
+            const auto logits = ef::forward(c, converted.weights, cache, {next}, acts);
             ef::index_t best = 0;
             logits.row(0).maxCoeff(&best);
             next = ef::token_id(best);
@@ -248,7 +247,7 @@ void run_bench(const bench_options& opt) {
         bench_result r;
         r.test = "tg" + std::to_string(n), r.n_gen = n, r.depth = opt.depth;
         std::tie(r.mean, r.stddev) = mean_sd(rates);
-        r.rate = ef::decode_weight_bytes(c, bytes_per_weight) * r.mean * 1e-9;
+        r.rate = ef::decode_weight_bytes(converted.weights) * r.mean * 1e-9;
         r.peak_rss = peak_rss_mib();
         report(r);
       }
@@ -282,8 +281,9 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("-n", opt->gens, "generated tokens, comma separated (default 128)");
   cmd->add_option("--depth", opt->depth, "prompt tokens before generation (default 128)");
   cmd->add_option("--threads", opt->threads, "thread counts, comma separated (default: all cores)");
-  cmd->add_option("--dtype", opt->dtypes,
-                  "weight types, comma separated: f32, bf16, bf16mix (default f32)");
+  cmd->add_option(
+      "--dtype", opt->dtypes,
+      "weight types, comma separated: f32, bf16, bf16mix, q8_0, q4_0, q5_0 (default f32)");
   cmd->add_option("-r", opt->repetitions, "timed runs per test after one warm-up (default 5)");
   cmd->add_flag("--json", opt->json, "one JSON object per line instead of the table");
   cmd->callback([opt] { run_bench(*opt); });

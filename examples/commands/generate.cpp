@@ -105,8 +105,9 @@ void add_generate_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "generate text with a KV cache");
   add_prompt_options(cmd, opt->prompt);
   cmd->add_option("-n", opt->n_tokens, "tokens to generate (default 64)");
-  cmd->add_option("--dtype", opt->dtype, "weights: f32 (default), bf16 or bf16mix")
-      ->check(CLI::IsMember({"f32", "bf16", "bf16mix"}));
+  cmd->add_option("--dtype", opt->dtype,
+                  "weights: f32 (default: as loaded), bf16, bf16mix, q8_0, q4_0 or q5_0")
+      ->check(CLI::IsMember(dtype_names()));
   cmd->add_option("--temperature", opt->sampling.temperature, "0 = greedy (default 1)");
   cmd->add_option("--top-k", opt->sampling.top_k, "keep the k most likely tokens; 0 = all");
   cmd->add_option("--top-p", opt->sampling.top_p, "nucleus mass in (0, 1] (default 1)");

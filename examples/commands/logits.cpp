@@ -58,8 +58,13 @@ void add_logits_command(CLI::App& app) {
   cmd->add_option("--tokens", opt->tokens, "token ids, e.g. \"464 2068 7586\"")->required();
   cmd->add_option("--out", opt->out, "write all logits [T, V] to this .npy file");
   cmd->add_option("--precision", opt->precision,
-                  "f32 (default), f64, bf16 (bf16 weights) or bf16mix (bf16 weights and inputs)")
-      ->check(CLI::IsMember({"f32", "f64", "bf16", "bf16mix"}));
+                  "f32 (default), f64, bf16 (bf16 weights), bf16mix (bf16 weights and inputs), "
+                  "q8_0, q4_0 or q5_0 (quantized weights)")
+      ->check(CLI::IsMember([] {
+        auto names = dtype_names();
+        names.push_back("f64");
+        return names;
+      }()));
   cmd->callback([opt] {
     const auto tokens = parse_token_ids(opt->tokens);
     check_model_dir(opt->model_dir);

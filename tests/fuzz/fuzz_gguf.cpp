@@ -32,8 +32,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (total_elements <= (1u << 22)) {  // weights a model of this size would read
       try {
         const auto config = eigenformer::read_gguf_config(file);
-        const auto weights = eigenformer::read_gguf_weights<float>(config, file);
+        const auto weights = eigenformer::read_gguf_weights<float>(
+            config, file, eigenformer::gguf_quantized::dequantize);
         eigenformer::validate_weights(config, weights);
+        (void)eigenformer::read_gguf_weights<float>(config, file);  // quantized blocks kept
       } catch (const eigenformer::error&) {
       }
     }

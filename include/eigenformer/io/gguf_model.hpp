@@ -12,6 +12,9 @@
 //   blk.{i}.attn_qkv (gpt2)  .ffn_norm  .ffn_gate  .ffn_up  .ffn_down     (+ .bias where present)
 // Linear weights are stored [out x in] (ne = {in, out}); each is dequantized or converted, then
 // transposed once into the library's [in x out] layout, in the fused q|k|v and gate|up matrices.
+// In a float model, quantized layers and LM heads instead keep the file's blocks: one GGUF row
+// per output column is exactly quant/quantized_matrix.hpp's layout (parts of a fused matrix may
+// have different types, as in Q4_K_M files).
 //
 // llama.cpp's converter permutes the rows of q and k (weights and biases) of `llama` files so
 // that its RoPE can rotate adjacent pairs (x[2i], x[2i+1]); Hugging Face's rotate_half pairs
@@ -21,7 +24,9 @@
 #pragma once
 
 #include <algorithm>
+#include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "eigenformer/core/error.hpp"
@@ -131,39 +136,67 @@ inline model_config read_gguf_config(const gguf_file& f) {
 }
 
 namespace detail {
+/// llama.cpp's converter interleaves the two rotary halves of each head of q and k: Hugging Face
+/// row h d + s d/2 + i (head h of size d, half s, index i) is stored as row h d + 2i + s.
+/// The file row that holds Hugging Face row `hf_row`; format_error unless n rows are whole heads
+/// of an even size.
+inline index_t rope_file_row(index_t hf_row, index_t n, index_t heads, const std::string& name,
+                             const std::string& path) {
+  if (heads <= 0 || n % heads != 0 || (n / heads) % 2 != 0) {
+    throw format_error(
+        concat(path, ": ", name, " has ", n, " rows, not ", heads, " heads of an even size"));
+  }
+  const index_t d = n / heads, half = d / 2;
+  const index_t h = hf_row / d, s = (hf_row % d) / half, i = hf_row % half;
+  return h * d + 2 * i + s;
+}
+
 /// Rows of `m` from a llama.cpp-permuted q or k projection ([heads d x in], or a [1 x heads d]
-/// bias as its elements) back in Hugging Face's order: file row h d + 2i + s -> h d + s d/2 + i.
+/// bias as its elements) back in Hugging Face's order (see rope_file_row).
 template <class Scalar>
 matrix<Scalar> unpermute_rope_rows(const matrix<Scalar>& m, index_t heads, const std::string& name,
                                    const std::string& path) {
   const bool vector = m.rows() == 1;
   const index_t n = vector ? m.cols() : m.rows();
-  if (n % heads != 0 || (n / heads) % 2 != 0) {
-    throw format_error(
-        concat(path, ": ", name, " has ", n, " rows, not ", heads, " heads of an even size"));
-  }
-  const index_t d = n / heads, half = d / 2;
   matrix<Scalar> out(m.rows(), m.cols());
-  for (index_t h = 0; h < heads; ++h) {
-    for (index_t i = 0; i < half; ++i) {
-      for (index_t s = 0; s < 2; ++s) {
-        const index_t file = h * d + 2 * i + s, hf = h * d + s * half + i;
-        if (vector) {
-          out(0, hf) = m(0, file);
-        } else {
-          out.row(hf) = m.row(file);
-        }
-      }
+  for (index_t hf = 0; hf < n; ++hf) {
+    const index_t file = rope_file_row(hf, n, heads, name, path);
+    if (vector) {
+      out(0, hf) = m(0, file);
+    } else {
+      out.row(hf) = m.row(file);
     }
   }
   return out;
 }
+
+/// The quantized type of a GGUF tensor type, or false for a float type.
+inline bool quantized_type_of(ggml_type t, quant_type& out) {
+  for (const auto& e : quant_types) {
+    if (static_cast<std::uint32_t>(e.type) == static_cast<std::uint32_t>(t)) {
+      out = e.type;
+      return true;
+    }
+  }
+  return false;
+}
 }  // namespace detail
 
-/// The weights of `config` from GGUF file `f`, every tensor's presence and shape checked;
-/// quantized tensors are dequantized (to Scalar; the exact values ggml computes).
+/// What becomes of a GGUF file's quantized tensors when its weights are read.
+enum class gguf_quantized {
+  keep,        // float models: linear layers and the LM head stay in their blocks (as stored)
+  dequantize,  // to Scalar, the exact values ggml computes (always so for double)
+};
+
+/// The weights of `config` from GGUF file `f`, every tensor's presence and shape checked.
+/// Quantized tensors are dequantized, or (float models, gguf_quantized::keep) a linear layer
+/// whose parts are all quantized keeps their blocks as they are in the file (quant_matmul
+/// multiplies them), and so does a quantized LM head — the token embedding of a tied model is
+/// then read from it. Norms, biases and float tensors are converted to Scalar.
 template <class Scalar>
-basic_model_weights<Scalar> read_gguf_weights(const model_config& config, const gguf_file& f) {
+basic_model_weights<Scalar> read_gguf_weights(const model_config& config, const gguf_file& f,
+                                              gguf_quantized quantized = gguf_quantized::keep) {
+  const bool keep = std::is_same_v<Scalar, float> && quantized == gguf_quantized::keep;
   basic_model_weights<Scalar> w;
   w.blocks.resize(static_cast<std::size_t>(config.n_layer));
   const bool tied = f.find_tensor("output.weight") == nullptr;
@@ -197,6 +230,57 @@ basic_model_weights<Scalar> read_gguf_weights(const model_config& config, const 
     if (rope_heads > 0) stored = detail::unpermute_rope_rows(stored, rope_heads, name, f.path());
     assign_transposed<Scalar>(stored, dest);
   };
+  // A linear layer from its parts (GGUF tensors [out_i x in], in the order of its output
+  // columns; `rope_heads` > 0 for a permuted q or k), kept in their quantized blocks when every
+  // part is quantized and `keep` asks for it. Returns whether it was.
+  struct part {
+    std::string name;
+    index_t rope_heads = 0;
+  };
+  const auto keep_quantized = [&](const std::vector<part>& parts, linear_weights<Scalar>& dest) {
+    if constexpr (std::is_same_v<Scalar, float>) {
+      if (!keep) return false;
+      quant_type type{};
+      for (const auto& p : parts) {
+        if (!detail::quantized_type_of(f.tensor(p.name).type, type)) return false;
+      }
+      quantized_matrix q;
+      q.rows = dest.in_features();
+      std::vector<unsigned char> rows;
+      for (const auto& p : parts) {
+        const gguf_tensor_info& t = f.tensor(p.name);
+        detail::quantized_type_of(t.type, type);
+        if (t.ne.size() != 2 || index_t(t.ne[0]) != q.rows) {
+          throw format_error(detail::concat(f.path(), ": tensor '", p.name, "' has ", t.ne.size(),
+                                            " dims and rows of ", t.ne[0], " weights, expected ",
+                                            q.rows));
+        }
+        const index_t n = index_t(t.ne[1]), row_bytes = quantized_matrix::row_size(type, q.rows);
+        const unsigned char* data = f.tensor_data(t);
+        if (p.rope_heads > 0) {  // rows back in Hugging Face's order, moved whole
+          rows.resize(static_cast<std::size_t>(n * row_bytes));
+          for (index_t r = 0; r < n; ++r) {
+            const index_t from = detail::rope_file_row(r, n, p.rope_heads, p.name, f.path());
+            std::memcpy(rows.data() + r * row_bytes, data + from * row_bytes,
+                        static_cast<std::size_t>(row_bytes));
+          }
+          data = rows.data();
+        }
+        q.append_columns(type, n, data);
+      }
+      if (q.cols != dest.out_features()) {
+        throw format_error(detail::concat(f.path(), ": ", parts.front().name, " ... have ", q.cols,
+                                          " rows in all, expected ", dest.out_features()));
+      }
+      dest.quantized = std::move(q);
+      dest.weight.resize(0, 0);
+      return true;
+    } else {
+      (void)parts;
+      (void)dest;
+      return false;
+    }
+  };
   const auto bias = [&](const std::string& name, auto&& dest, index_t rope_heads = 0) {
     matrix<Scalar> stored = read(name, 1, dest.size());
     if (rope_heads > 0) stored = detail::unpermute_rope_rows(stored, rope_heads, name, f.path());
@@ -214,23 +298,31 @@ basic_model_weights<Scalar> read_gguf_weights(const model_config& config, const 
     const std::string p = "blk." + std::to_string(l) + ".";
     vector(p + "attn_norm.weight", b.ln_1.gain);
     vector(p + "ffn_norm.weight", b.ln_2.gain);
-    linear(p + "attn_output.weight", b.attn.proj.weight);
-    linear(p + "ffn_down.weight", b.mlp.proj.weight);
+    if (!keep_quantized({{p + "attn_output.weight"}}, b.attn.proj))
+      linear(p + "attn_output.weight", b.attn.proj.weight);
+    if (!keep_quantized({{p + "ffn_down.weight"}}, b.mlp.proj))
+      linear(p + "ffn_down.weight", b.mlp.proj.weight);
     if (config.positions == position_kind::learned) {  // GPT-2
       vector(p + "attn_norm.bias", b.ln_1.bias);
       vector(p + "ffn_norm.bias", b.ln_2.bias);
-      linear(p + "attn_qkv.weight", b.attn.qkv.weight);
+      if (!keep_quantized({{p + "attn_qkv.weight"}}, b.attn.qkv))
+        linear(p + "attn_qkv.weight", b.attn.qkv.weight);
       vector(p + "attn_qkv.bias", b.attn.qkv.bias);
       vector(p + "attn_output.bias", b.attn.proj.bias);
-      linear(p + "ffn_up.weight", b.mlp.fc.weight);
+      if (!keep_quantized({{p + "ffn_up.weight"}}, b.mlp.fc))
+        linear(p + "ffn_up.weight", b.mlp.fc.weight);
       vector(p + "ffn_up.bias", b.mlp.fc.bias);
       vector(p + "ffn_down.bias", b.mlp.proj.bias);
       continue;
     }
     auto& qkv = b.attn.qkv;
-    linear(p + "attn_q.weight", qkv.weight.middleCols(0, Q), q_heads);
-    linear(p + "attn_k.weight", qkv.weight.middleCols(Q, KV), k_heads);
-    linear(p + "attn_v.weight", qkv.weight.middleCols(Q + KV, KV));
+    if (!keep_quantized(
+            {{p + "attn_q.weight", q_heads}, {p + "attn_k.weight", k_heads}, {p + "attn_v.weight"}},
+            qkv)) {
+      linear(p + "attn_q.weight", qkv.weight.middleCols(0, Q), q_heads);
+      linear(p + "attn_k.weight", qkv.weight.middleCols(Q, KV), k_heads);
+      linear(p + "attn_v.weight", qkv.weight.middleCols(Q + KV, KV));
+    }
     if (config.qkv_bias) {
       bias(p + "attn_q.bias", qkv.bias.segment(0, Q), q_heads);
       bias(p + "attn_k.bias", qkv.bias.segment(Q, KV), k_heads);
@@ -241,8 +333,10 @@ basic_model_weights<Scalar> read_gguf_weights(const model_config& config, const 
       vector(p + "attn_k_norm.weight", b.attn.k_norm);
     }
     if (config.out_bias) vector(p + "attn_output.bias", b.attn.proj.bias);
-    linear(p + "ffn_gate.weight", b.mlp.fc.weight.middleCols(0, I));
-    linear(p + "ffn_up.weight", b.mlp.fc.weight.middleCols(I, I));
+    if (!keep_quantized({{p + "ffn_gate.weight"}, {p + "ffn_up.weight"}}, b.mlp.fc)) {
+      linear(p + "ffn_gate.weight", b.mlp.fc.weight.middleCols(0, I));
+      linear(p + "ffn_up.weight", b.mlp.fc.weight.middleCols(I, I));
+    }
     if (config.mlp_bias) {
       bias(p + "ffn_gate.bias", b.mlp.fc.bias.segment(0, I));
       bias(p + "ffn_up.bias", b.mlp.fc.bias.segment(I, I));
@@ -252,16 +346,28 @@ basic_model_weights<Scalar> read_gguf_weights(const model_config& config, const 
   vector("output_norm.weight", w.ln_f.gain);
   if (config.norm == norm_kind::layer_norm) vector("output_norm.bias", w.ln_f.bias);
   if (!tied) w.lm_head = read("output.weight", config.vocab_size, config.n_embd);
+  if constexpr (std::is_same_v<Scalar, float>) {
+    // The LM head E^T [C x V] is E's rows as they are: a quantized one stays in its blocks.
+    const std::string head = tied ? "token_embd.weight" : "output.weight";
+    quant_type type{};
+    if (keep && detail::quantized_type_of(f.tensor(head).type, type)) {
+      w.output_quantized.rows = config.n_embd;
+      w.output_quantized.append_columns(type, config.vocab_size, f.tensor_data(f.tensor(head)));
+      (tied ? w.wte : w.lm_head).resize(0, 0);
+    }
+  }
   return w;
 }
 
 /// Loads a GGUF model file (config and weights; the tokenizer is tokenizer/gguf_vocab.hpp's).
+/// Quantized tensors stay quantized in a float model unless `quantized` says otherwise.
 template <class Scalar>
-basic_model<Scalar> load_gguf_model(const std::string& path) {
+basic_model<Scalar> load_gguf_model(const std::string& path,
+                                    gguf_quantized quantized = gguf_quantized::keep) {
   const gguf_file f(path);
   basic_model<Scalar> m;
   m.config = read_gguf_config(f);
-  m.weights = read_gguf_weights<Scalar>(m.config, f);
+  m.weights = read_gguf_weights<Scalar>(m.config, f, quantized);
   return m;
 }
 

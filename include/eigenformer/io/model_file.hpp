@@ -24,10 +24,12 @@ inline model_config read_model_config(const std::string& path) {
   return read_hf_model_config(path);
 }
 
-/// Loads the model at `path` (a GGUF file, or a Hugging Face directory).
+/// Loads the model at `path` (a GGUF file, or a Hugging Face directory). A float model keeps a
+/// GGUF file's quantized tensors quantized unless `quantized` says otherwise.
 template <class Scalar>
-basic_model<Scalar> load_model(const std::string& path) {
-  if (is_model_file(path)) return load_gguf_model<Scalar>(path);
+basic_model<Scalar> load_model(const std::string& path,
+                               gguf_quantized quantized = gguf_quantized::keep) {
+  if (is_model_file(path)) return load_gguf_model<Scalar>(path, quantized);
   return load_hf_model<Scalar>(path);
 }
 

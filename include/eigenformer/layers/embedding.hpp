@@ -6,6 +6,7 @@
 #include "eigenformer/core/error.hpp"
 #include "eigenformer/core/types.hpp"
 #include "eigenformer/ops/bf16_matmul.hpp"
+#include "eigenformer/quant/quantized_matrix.hpp"
 
 namespace eigenformer {
 
@@ -48,27 +49,41 @@ void embedding_forward(const std::vector<token_id>& tokens, matrix_cref<Scalar> 
   }
 }
 
-/// The same with the token embedding stored transposed in bf16, as a packed LM head E^T [C x V]
-/// (tied models after pack_weights_bf16): out[t][c] = E^T(c, tokens[t]) + wpe[first_position +
-/// t][c].
+namespace detail {
+/// out[t] = column tokens[t] of a compressed LM head E^T [C x V] (+ wpe[first_position + t] when
+/// wpe is not null): the token embedding of a tied model whose float E was freed.
+template <class Head>
+void embedding_from_head(const char* what, const std::vector<token_id>& tokens, const Head& head,
+                         const matrix_cref<float>* wpe, index_t first_position,
+                         matrix_ref<float> out) {
+  const auto n_tokens = static_cast<index_t>(tokens.size());
+  if (out.rows() != n_tokens || out.cols() != head.rows || (wpe && wpe->cols() != head.rows)) {
+    throw shape_error(concat(what, ": the compressed wte^T is [", head.rows, " x ", head.cols,
+                             "], wpe has ", wpe ? wpe->cols() : head.rows, " columns, out is [",
+                             out.rows(), " x ", out.cols(), "] for ", n_tokens, " tokens"));
+  }
+  if (wpe) check_positions(first_position, n_tokens, wpe->rows());
+  check_token_ids(tokens, head.cols);
+  for (index_t t = 0; t < n_tokens; ++t) {
+    head.read_column(tokens[static_cast<std::size_t>(t)], out.row(t).data());
+    if (wpe) out.row(t) += wpe->row(first_position + t);
+  }
+}
+}  // namespace detail
+
+/// The same with the token embedding stored as a tied model's compressed LM head E^T [C x V]
+/// (bf16 panels or quantized blocks): out[t] = column tokens[t] of E^T + wpe[first_position + t].
 inline void embedding_forward(const std::vector<token_id>& tokens,
                               const packed_bf16_matrix& wte_transposed, matrix_cref<float> wpe,
                               index_t first_position, matrix_ref<float> out) {
-  const auto n_tokens = static_cast<index_t>(tokens.size());
-  if (wte_transposed.rows != wpe.cols() || out.rows() != n_tokens || out.cols() != wpe.cols()) {
-    throw shape_error(detail::concat("embedding_forward: packed wte^T is [", wte_transposed.rows,
-                                     " x ", wte_transposed.cols, "], wpe is [", wpe.rows(), " x ",
-                                     wpe.cols(), "], out is [", out.rows(), " x ", out.cols(),
-                                     "] for ", n_tokens, " tokens"));
-  }
-  check_positions(first_position, n_tokens, wpe.rows());
-  check_token_ids(tokens, wte_transposed.cols);
-  for (index_t t = 0; t < n_tokens; ++t) {
-    const index_t id = tokens[static_cast<std::size_t>(t)];
-    for (index_t c = 0; c < out.cols(); ++c) {
-      out(t, c) = wte_transposed(c, id) + wpe(first_position + t, c);
-    }
-  }
+  detail::embedding_from_head("embedding_forward", tokens, wte_transposed, &wpe, first_position,
+                              out);
+}
+inline void embedding_forward(const std::vector<token_id>& tokens,
+                              const quantized_matrix& wte_transposed, matrix_cref<float> wpe,
+                              index_t first_position, matrix_ref<float> out) {
+  detail::embedding_from_head("embedding_forward", tokens, wte_transposed, &wpe, first_position,
+                              out);
 }
 
 /// out[t] = wte[tokens[t]]: the token embedding alone, for models whose positions are rotary.
@@ -86,21 +101,15 @@ void token_embedding_forward(const std::vector<token_id>& tokens, matrix_cref<Sc
   for (index_t t = 0; t < n_tokens; ++t) out.row(t) = wte.row(tokens[static_cast<std::size_t>(t)]);
 }
 
-/// The same from a packed LM head E^T [C x V] (tied models after pack_weights_bf16).
+/// The same from a tied model's compressed LM head E^T [C x V] (bf16 panels or quantized).
 inline void token_embedding_forward(const std::vector<token_id>& tokens,
                                     const packed_bf16_matrix& wte_transposed,
                                     matrix_ref<float> out) {
-  const auto n_tokens = static_cast<index_t>(tokens.size());
-  if (out.rows() != n_tokens || out.cols() != wte_transposed.rows) {
-    throw shape_error(detail::concat("token_embedding_forward: packed wte^T is [",
-                                     wte_transposed.rows, " x ", wte_transposed.cols, "], out is [",
-                                     out.rows(), " x ", out.cols(), "] for ", n_tokens, " tokens"));
-  }
-  check_token_ids(tokens, wte_transposed.cols);
-  for (index_t t = 0; t < n_tokens; ++t) {
-    const index_t id = tokens[static_cast<std::size_t>(t)];
-    for (index_t c = 0; c < out.cols(); ++c) out(t, c) = wte_transposed(c, id);
-  }
+  detail::embedding_from_head("token_embedding_forward", tokens, wte_transposed, nullptr, 0, out);
+}
+inline void token_embedding_forward(const std::vector<token_id>& tokens,
+                                    const quantized_matrix& wte_transposed, matrix_ref<float> out) {
+  detail::embedding_from_head("token_embedding_forward", tokens, wte_transposed, nullptr, 0, out);
 }
 
 /// Backward of embedding_forward for a batch of sequences: `tokens` holds `n_sequences` sequences

@@ -2,8 +2,9 @@
 //
 // W is stored [in x out], the layout of Hugging Face's GPT-2 `Conv1D` weights, so a checkpoint's
 // bytes are used as they are (no transpose on load) and y = x W is a plain row-major GEMM.
-// A float layer may instead hold W as bfloat16 panels (`packed`, see ops/bf16_matmul.hpp):
-// half the bytes to read per token when decoding; `weight` is then empty.
+// A float layer may instead hold W as bfloat16 panels (`packed`, see ops/bf16_matmul.hpp) or in
+// ggml's quantized blocks (`quantized`, ops/quant_matmul.hpp): a half to an eighth of the bytes
+// to read per token when decoding; `weight` is then empty.
 #pragma once
 
 #include <algorithm>
@@ -15,22 +16,31 @@
 #include "eigenformer/core/types.hpp"
 #include "eigenformer/ops/bf16_matmul.hpp"
 #include "eigenformer/ops/matmul.hpp"
+#include "eigenformer/ops/quant_matmul.hpp"
 
 namespace eigenformer {
 
 template <class Scalar>
 struct linear_weights {
-  matrix<Scalar> weight;      // [in x out]
-  row_vector<Scalar> bias;    // [1 x out]; empty: the layer has no bias (most Llama layers)
-  packed_bf16_matrix packed;  // W [in x out] in bf16 instead of `weight` (float layers only)
+  matrix<Scalar> weight;       // [in x out]
+  row_vector<Scalar> bias;     // [1 x out]; empty: the layer has no bias (most Llama layers)
+  packed_bf16_matrix packed;   // W [in x out] in bf16 instead of `weight` (float layers only)
+  quantized_matrix quantized;  // W [in x out] in quantized blocks instead (float layers only)
 
   linear_weights() = default;
   linear_weights(matrix<Scalar> weight_, row_vector<Scalar> bias_)
       : weight(std::move(weight_)), bias(std::move(bias_)) {}
 
   bool is_packed() const { return !packed.empty(); }
-  index_t in_features() const { return is_packed() ? packed.rows : weight.rows(); }
-  index_t out_features() const { return is_packed() ? packed.cols : weight.cols(); }
+  bool is_quantized() const { return !quantized.empty(); }
+  /// Whether W is held in a lower-precision storage (then `weight` is empty).
+  bool is_compressed() const { return is_packed() || is_quantized(); }
+  index_t in_features() const {
+    return is_packed() ? packed.rows : is_quantized() ? quantized.rows : weight.rows();
+  }
+  index_t out_features() const {
+    return is_packed() ? packed.cols : is_quantized() ? quantized.cols : weight.cols();
+  }
 };
 
 /// Replaces a float layer's weight by its bf16 panels (rounded to nearest) and frees the floats.
@@ -38,6 +48,17 @@ inline void pack_linear(linear_weights<float>& w, bf16_compute compute) {
   if (!w.is_packed()) w.packed = pack_bf16(w.weight, compute);
   w.packed.compute = compute;
   w.weight.resize(0, 0);
+}
+
+/// Replaces a float layer's weight by quantized blocks of type `t` (ggml's rounding) and frees
+/// the floats. A layer whose input width is not whole blocks of `t` stays float (llama.cpp does
+/// the same); returns whether the layer was quantized.
+inline bool quantize_linear(linear_weights<float>& w, quant_type t) {
+  if (w.is_compressed()) throw value_error("quantize_linear: the layer is already compressed");
+  if (!fits_blocks(t, w.weight.rows())) return false;
+  w.quantized = quantize_matrix(w.weight, t);
+  w.weight.resize(0, 0);
+  return true;
 }
 
 /// Output columns per parallel block. Fixed (not derived from the thread count) so results are
@@ -58,12 +79,16 @@ void linear_forward(matrix_cref<Scalar> x, const linear_weights<Scalar>& w,
                                      out.cols(), "]"));
   }
   const Scalar* bias = w.bias.size() != 0 ? w.bias.data() : nullptr;
-  if (w.is_packed()) {
+  if (w.is_compressed()) {
     if constexpr (std::is_same_v<Scalar, float>) {
-      bf16_matmul(x, w.packed, bias, out);
+      if (w.is_packed()) {
+        bf16_matmul(x, w.packed, bias, out);
+      } else {
+        quant_matmul(x, w.quantized, bias, out);
+      }
       return;
     } else {
-      throw value_error("linear_forward: bf16-packed weights need a float model");
+      throw value_error("linear_forward: bf16 or quantized weights need a float model");
     }
   }
   if (x.rows() == 1) {
@@ -92,14 +117,14 @@ void linear_backward(matrix_cref<Scalar> x, const linear_weights<Scalar>& w,
                      matrix_cref<Scalar> d_out, linear_weights<Scalar>& grad,
                      matrix_ref<Scalar> d_x) {
   const index_t n_in = w.in_features(), n_out = w.out_features();
-  if (w.is_packed() || x.cols() != n_in || d_out.rows() != x.rows() || d_out.cols() != n_out ||
+  if (w.is_compressed() || x.cols() != n_in || d_out.rows() != x.rows() || d_out.cols() != n_out ||
       grad.weight.rows() != n_in || grad.weight.cols() != n_out || grad.bias.size() != n_out ||
       (d_x.size() != 0 && (d_x.rows() != x.rows() || d_x.cols() != n_in))) {
-    throw shape_error(
-        detail::concat("linear_backward: x is [", x.rows(), " x ", x.cols(), "], W is [", n_in,
-                       " x ", n_out, "]", w.is_packed() ? " (bf16-packed)" : "", ", d_out is [",
-                       d_out.rows(), " x ", d_out.cols(), "], dW is [", grad.weight.rows(), " x ",
-                       grad.weight.cols(), "], d_x is [", d_x.rows(), " x ", d_x.cols(), "]"));
+    throw shape_error(detail::concat(
+        "linear_backward: x is [", x.rows(), " x ", x.cols(), "], W is [", n_in, " x ", n_out, "]",
+        w.is_compressed() ? " (bf16 or quantized)" : "", ", d_out is [", d_out.rows(), " x ",
+        d_out.cols(), "], dW is [", grad.weight.rows(), " x ", grad.weight.cols(), "], d_x is [",
+        d_x.rows(), " x ", d_x.cols(), "]"));
   }
   const index_t out_blocks = (n_out + linear_column_block - 1) / linear_column_block;
   const index_t in_blocks =

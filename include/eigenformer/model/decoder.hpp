@@ -89,17 +89,22 @@ matrix_cref<Scalar> run_decoder(const model_config& config,
   }
   const bool rotary = config.positions == position_kind::rotary;
   auto x = acts.residual.topRows(n_tokens);
-  const bool packed_tied = weights.wte.size() == 0 && weights.is_packed();
+  // A tied model whose head was compressed reads its embedding rows from the head.
+  const bool compressed_tied = weights.wte.size() == 0 && weights.is_compressed();
   if constexpr (std::is_same_v<Scalar, float>) {
-    if (packed_tied && rotary) {
-      token_embedding_forward(tokens, weights.output_packed, x);
-    } else if (packed_tied) {
-      embedding_forward(tokens, weights.output_packed, weights.wpe, n_past, x);
-    }
+    const auto embed = [&](const auto& head) {
+      if (rotary) {
+        token_embedding_forward(tokens, head, x);
+      } else {
+        embedding_forward(tokens, head, weights.wpe, n_past, x);
+      }
+    };
+    if (compressed_tied && weights.is_packed()) embed(weights.output_packed);
+    if (compressed_tied && weights.is_quantized()) embed(weights.output_quantized);
   }
-  if (!packed_tied && rotary) {
+  if (!compressed_tied && rotary) {
     token_embedding_forward<Scalar>(tokens, weights.wte, x);
-  } else if (!packed_tied) {
+  } else if (!compressed_tied) {
     embedding_forward<Scalar>(tokens, weights.wte, weights.wpe, n_past, x);
   }
   const rope_tables<Scalar>* rope = nullptr;
@@ -140,6 +145,10 @@ matrix_cref<Scalar> lm_head(const model_config& config, const basic_model_weight
   if constexpr (std::is_same_v<Scalar, float>) {
     if (weights.is_packed()) {
       bf16_matmul(x, weights.output_packed, nullptr, logits);
+      return logits;
+    }
+    if (weights.is_quantized()) {
+      quant_matmul(x, weights.output_quantized, nullptr, logits);
       return logits;
     }
   }

@@ -110,7 +110,7 @@ void check_training_batch(const model_config& config, const basic_model_weights<
                              " targets for activations of B = ", acts.n_sequences,
                              " x T = ", acts.n_tokens, " (", acts.blocks.size(), " layers)"));
   }
-  if (w.is_packed()) throw value_error("training: bf16-packed weights cannot be trained");
+  if (w.is_compressed()) throw value_error("training: bf16 or quantized weights cannot be trained");
   if (config.positions != position_kind::learned || config.norm != norm_kind::layer_norm ||
       config.mlp != mlp_kind::gelu) {
     throw value_error(

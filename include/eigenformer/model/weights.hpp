@@ -26,10 +26,15 @@ struct basic_model_weights {
   /// The LM head E^T [C x V] in bf16 after pack_weights_bf16(); then the float E is freed (the
   /// embedding lookup of a tied model reads its rows from here).
   packed_bf16_matrix output_packed;
+  /// The LM head E^T [C x V] in quantized blocks after quantize_weights() (likewise).
+  quantized_matrix output_quantized;
 
   /// Whether wte is also the LM head (of float weights; packing frees the float head).
   bool tied_lm_head() const { return lm_head.size() == 0; }
   bool is_packed() const { return !output_packed.empty(); }
+  bool is_quantized() const { return !output_quantized.empty(); }
+  /// Whether the LM head (and the per-token matrices) are stored in bf16 or quantized blocks.
+  bool is_compressed() const { return is_packed() || is_quantized(); }
   /// The matrix whose rows score each vocabulary entry: [V x C].
   const matrix<Scalar>& output_embedding() const { return tied_lm_head() ? wte : lm_head; }
 };
@@ -110,6 +115,7 @@ void for_each_parameter(const model_config& config, Weights& w, Visitor&& visit)
 /// picks float activations (bf16) or bf16 activations with bf16 dot products (bf16mix); see
 /// ops/bf16_matmul.hpp. Embeddings of positions and LayerNorms stay float. Not reversible.
 inline void pack_weights_bf16(basic_model_weights<float>& w, bf16_compute compute) {
+  if (w.is_quantized()) throw value_error("pack_weights_bf16: the weights are quantized");
   for (auto& b : w.blocks) {
     for (auto* layer : {&b.attn.qkv, &b.attn.proj, &b.mlp.fc, &b.mlp.proj}) {
       pack_linear(*layer, compute);
@@ -128,11 +134,53 @@ inline void pack_weights_bf16(basic_model_weights<float>& w, bf16_compute comput
   }
 }
 
+/// Stores the linear layers in quantized blocks of type `layers` and the LM head (the tied
+/// embedding too: its rows are then read from the head) in type `head`, with ggml's reference
+/// rounding, freeing the floats. Kept in float: norms, biases, GPT-2's position embedding, and
+/// any matrix whose input width is not whole blocks of its type (as llama.cpp does). Not
+/// reversible. llama-quantize gives the head more bits than the layers (Q6_K, or Q8_0 where rows
+/// are not whole super-blocks), since the logits are where rounding error shows.
+inline void quantize_weights(basic_model_weights<float>& w, quant_type layers, quant_type head) {
+  if (w.is_compressed()) throw value_error("quantize_weights: the weights are already compressed");
+  for (auto& b : w.blocks) {
+    for (auto* layer : {&b.attn.qkv, &b.attn.proj, &b.mlp.fc, &b.mlp.proj})
+      quantize_linear(*layer, layers);
+  }
+  const matrix<float>& e = w.output_embedding();
+  if (!fits_blocks(head, e.cols())) return;
+  w.output_quantized = quantize_matrix_transposed(e, head);
+  if (w.tied_lm_head()) {
+    w.wte.resize(0, 0);
+  } else {
+    w.lm_head.resize(0, 0);
+  }
+}
+
+/// Bytes of the matrices a decoding step reads once per token — the linear layers and the LM
+/// head — as they are stored (f32, bf16 panels or quantized blocks): the memory traffic that
+/// bounds decoding speed.
+inline double decode_weight_bytes(const basic_model_weights<float>& w) {
+  const auto bytes_of = [](const linear_weights<float>& l) {
+    if (l.is_packed()) return double(l.packed.data.size()) * 2.0;
+    if (l.is_quantized()) return double(l.quantized.bytes());
+    return double(l.weight.size()) * 4.0;
+  };
+  double total = 0;
+  for (const auto& b : w.blocks) {
+    for (const auto* layer : {&b.attn.qkv, &b.attn.proj, &b.mlp.fc, &b.mlp.proj})
+      total += bytes_of(*layer);
+  }
+  if (w.is_packed()) return total + double(w.output_packed.data.size()) * 2.0;
+  if (w.is_quantized()) return total + double(w.output_quantized.bytes());
+  return total + double(w.output_embedding().size()) * 4.0;
+}
+
 /// Throws shape_error naming the first tensor whose shape does not match `config`.
 template <class Scalar>
 void validate_weights(const model_config& config, const basic_model_weights<Scalar>& w) {
   config.validate();
-  if (w.is_packed()) throw value_error("weights: validate before pack_weights_bf16()");
+  if (w.is_compressed())
+    throw value_error("weights: validate before pack_weights_bf16() or quantize_weights()");
   for_each_parameter(
       config, w,
       [](const std::string& name, const auto& tensor, const std::vector<std::int64_t>& shape) {

@@ -62,6 +62,10 @@ struct packed_bf16_matrix {
   }
   /// W(k, n) widened to float.
   float operator()(index_t k, index_t n) const { return bf16_to_float(data[offset(k, n)]); }
+  /// Column n of W widened to float -> y[0:K].
+  void read_column(index_t n, float* y) const {
+    for (index_t k = 0; k < rows; ++k) y[k] = (*this)(k, n);
+  }
 };
 
 namespace detail {

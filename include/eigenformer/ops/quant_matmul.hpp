@@ -59,69 +59,151 @@ struct quant_columns {
   const unsigned char* column(index_t j) const { return data + j * row_bytes; }
 };
 
-#if defined(__AVX512F__) && defined(__F16C__)
-inline __m512 broadcast_fp16(std::uint16_t bits) {
-  return _mm512_set1_ps(_cvtsh_ss(bits));
-}
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__F16C__)
+#define EIGENFORMER_QUANT_AVX512 1
 
 /// 16 signed bytes -> 16 floats times d (exact: |q| < 2^8, d has 11 significant bits).
-inline void store_scaled(__m128i q, __m512 d, float* y) {
-  _mm512_storeu_ps(y, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), d));
+inline __m512 scaled(__m128i q, __m512 d) {
+  return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), d);
 }
 
-inline void dequantize_blocks_avx512(quant_type t, const unsigned char* src, index_t n_blocks,
-                                     float* y) {
-  const __m128i low4 = _mm_set1_epi8(15);
-  switch (t) {
-    case quant_type::q8_0:
-      for (index_t b = 0; b < n_blocks; ++b, y += 32) {
-        const auto* block = reinterpret_cast<const block_q8_0*>(src) + b;
-        const __m512 d = broadcast_fp16(block->d);
-        store_scaled(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block->q)), d, y);
-        store_scaled(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block->q + 16)), d, y + 16);
-      }
-      return;
-    case quant_type::q4_0:
-      for (index_t b = 0; b < n_blocks; ++b, y += 32) {
-        const auto* block = reinterpret_cast<const block_q4_0*>(src) + b;
-        const __m512 d = broadcast_fp16(block->d);
-        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block->q));
-        const __m128i eight = _mm_set1_epi8(8);
-        store_scaled(_mm_sub_epi8(_mm_and_si128(v, low4), eight), d, y);
-        store_scaled(_mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), low4), eight), d, y + 16);
-      }
-      return;
-    case quant_type::q5_0:
-      for (index_t b = 0; b < n_blocks; ++b, y += 32) {
-        const auto* block = reinterpret_cast<const block_q5_0*>(src) + b;
-        const __m512 d = broadcast_fp16(block->d);
-        std::uint32_t fifth;
-        std::memcpy(&fifth, block->qh, 4);  // little-endian, as x86 is
-        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block->qs));
-        const __m128i sixteen = _mm_set1_epi8(16);
-        // The fifth bit adds 16: q - 16 = nibble - (16 if the bit is clear else 0).
-        const __m128i lo = _mm_sub_epi8(_mm_and_si128(v, low4),
-                                        _mm_maskz_mov_epi8(__mmask16(~fifth & 0xffffu), sixteen));
-        const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), low4),
-                                        _mm_maskz_mov_epi8(__mmask16(~fifth >> 16), sixteen));
-        store_scaled(lo, d, y);
-        store_scaled(hi, d, y + 16);
-      }
-      return;
-    default:
-      dequantize_row(t, src, y, n_blocks * traits_of(t).block_weights);
+/// Group g (weights 32 g .. 32 g + 31) of a column of type T, dequantized in registers to the
+/// exact values of ggml's scalar code: lo = weights 0-15, hi = 16-31 of the group.
+template <quant_type T>
+inline void load_group(const unsigned char* column, index_t g, __m512& lo, __m512& hi);
+
+template <>
+inline void load_group<quant_type::q8_0>(const unsigned char* column, index_t g, __m512& lo,
+                                         __m512& hi) {
+  const auto* block = reinterpret_cast<const block_q8_0*>(column) + g;
+  const __m512 d = _mm512_set1_ps(_cvtsh_ss(block->d));
+  lo = scaled(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block->q)), d);
+  hi = scaled(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block->q + 16)), d);
+}
+
+template <>
+inline void load_group<quant_type::q4_0>(const unsigned char* column, index_t g, __m512& lo,
+                                         __m512& hi) {
+  const auto* block = reinterpret_cast<const block_q4_0*>(column) + g;
+  const __m512 d = _mm512_set1_ps(_cvtsh_ss(block->d));
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block->q));
+  const __m128i low4 = _mm_set1_epi8(15), eight = _mm_set1_epi8(8);
+  lo = scaled(_mm_sub_epi8(_mm_and_si128(v, low4), eight), d);
+  hi = scaled(_mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), low4), eight), d);
+}
+
+template <>
+inline void load_group<quant_type::q5_0>(const unsigned char* column, index_t g, __m512& lo,
+                                         __m512& hi) {
+  const auto* block = reinterpret_cast<const block_q5_0*>(column) + g;
+  const __m512 d = _mm512_set1_ps(_cvtsh_ss(block->d));
+  std::uint32_t fifth;
+  std::memcpy(&fifth, block->qh, 4);  // little-endian, as x86 is
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block->qs));
+  const __m128i low4 = _mm_set1_epi8(15), sixteen = _mm_set1_epi8(16);
+  // q - 16 = the low four bits - (16 where the fifth bit is clear).
+  lo = scaled(_mm_sub_epi8(_mm_and_si128(v, low4),
+                           _mm_maskz_mov_epi8(__mmask16(~fifth & 0xffffu), sixteen)),
+              d);
+  hi = scaled(_mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), low4),
+                           _mm_maskz_mov_epi8(__mmask16(~fifth >> 16), sixteen)),
+              d);
+}
+
+/// q4_k / q5_k: sub-block j of a super-block holds 32 nibbles (low halves of qs[32 (j/2) ..]
+/// for even j, high halves for odd j), weight = (d scale_j) q - dmin min_j.
+template <bool Fifth>
+inline void load_group_q45_k(std::uint16_t d_bits, std::uint16_t dmin_bits,
+                             const std::uint8_t* scales, const std::uint8_t* qs,
+                             const std::uint8_t* qh, int j, __m512& lo, __m512& hi) {
+  int scale = 0, min = 0;
+  k_quant_scale_min(j, scales, scale, min);
+  const __m512 d = _mm512_set1_ps(_cvtsh_ss(d_bits) * float(scale));
+  const __m512 m = _mm512_set1_ps(_cvtsh_ss(dmin_bits) * float(min));
+  __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * (j / 2)));
+  if (j % 2 != 0) v = _mm256_srli_epi16(v, 4);
+  v = _mm256_and_si256(v, _mm256_set1_epi8(15));
+  if (Fifth) {
+    const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh));
+    const __mmask32 set = _mm256_test_epi8_mask(bits, _mm256_set1_epi8(char(1 << j)));
+    v = _mm256_mask_add_epi8(v, set, v, _mm256_set1_epi8(16));
+  }
+  // d q exact (at most 17 + 5 significant bits), so fmsub rounds once, as d * q - m does.
+  lo = _mm512_fmsub_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(v))), d, m);
+  hi = _mm512_fmsub_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(v, 1))), d,
+                       m);
+}
+
+template <>
+inline void load_group<quant_type::q4_k>(const unsigned char* column, index_t g, __m512& lo,
+                                         __m512& hi) {
+  const auto* block = reinterpret_cast<const block_q4_k*>(column) + g / 8;
+  load_group_q45_k<false>(block->d, block->dmin, block->scales, block->qs, nullptr, int(g % 8), lo,
+                          hi);
+}
+
+template <>
+inline void load_group<quant_type::q5_k>(const unsigned char* column, index_t g, __m512& lo,
+                                         __m512& hi) {
+  const auto* block = reinterpret_cast<const block_q5_k*>(column) + g / 8;
+  load_group_q45_k<true>(block->d, block->dmin, block->scales, block->qs, block->qh, int(g % 8), lo,
+                         hi);
+}
+
+/// q6_k: group r of half h of a super-block: 4 low bits from ql[64 h + 32 (r % 2) + l] (high
+/// nibble for r >= 2), 2 high bits from qh[32 h + l] >> 2 r; weights 0-15 and 16-31 have their
+/// own int8 scales; weight = (d scale) (q - 32).
+template <>
+inline void load_group<quant_type::q6_k>(const unsigned char* column, index_t g, __m512& lo,
+                                         __m512& hi) {
+  const auto* block = reinterpret_cast<const block_q6_k*>(column) + g / 8;
+  const int h = int(g % 8) / 4, r = int(g % 4);
+  __m256i low =
+      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block->ql + 64 * h + 32 * (r % 2)));
+  if (r >= 2) low = _mm256_srli_epi16(low, 4);
+  low = _mm256_and_si256(low, _mm256_set1_epi8(15));
+  __m256i high = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block->qh + 32 * h));
+  high = _mm256_and_si256(_mm256_srl_epi16(high, _mm_cvtsi32_si128(2 * r)), _mm256_set1_epi8(3));
+  const __m256i q =
+      _mm256_sub_epi8(_mm256_or_si256(low, _mm256_slli_epi16(high, 4)), _mm256_set1_epi8(32));
+  const float d = _cvtsh_ss(block->d);
+  lo = scaled(_mm256_castsi256_si128(q), _mm512_set1_ps(d * float(block->scales[8 * h + 2 * r])));
+  hi = scaled(_mm256_extracti128_si256(q, 1),
+              _mm512_set1_ps(d * float(block->scales[8 * h + 2 * r + 1])));
+}
+
+/// Groups [g0, g0 + n) of a column -> y[0:32 n].
+template <quant_type T>
+inline void dequantize_groups(const unsigned char* column, index_t g0, index_t n, float* y) {
+  for (index_t g = g0; g < g0 + n; ++g, y += 32) {
+    __m512 lo, hi;
+    load_group<T>(column, g, lo, hi);
+    _mm512_storeu_ps(y, lo);
+    _mm512_storeu_ps(y + 16, hi);
   }
 }
 #endif
 
 /// Weights [k0, k0 + len) of column j -> y[0:len]; k0 and len are whole blocks.
 inline void dequantize_range(const quant_columns& c, index_t j, index_t k0, index_t len, float* y) {
-  const unsigned char* src = c.column(j) + k0 / c.block_weights * c.block_bytes;
-#if defined(__AVX512F__) && defined(__F16C__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-  dequantize_blocks_avx512(c.type, src, len / c.block_weights, y);
-#else
-  dequantize_row(c.type, src, y, len);
+#if defined(EIGENFORMER_QUANT_AVX512)
+  const unsigned char* column = c.column(j);
+  switch (c.type) {
+    case quant_type::q8_0:
+      return dequantize_groups<quant_type::q8_0>(column, k0 / 32, len / 32, y);
+    case quant_type::q4_0:
+      return dequantize_groups<quant_type::q4_0>(column, k0 / 32, len / 32, y);
+    case quant_type::q5_0:
+      return dequantize_groups<quant_type::q5_0>(column, k0 / 32, len / 32, y);
+    case quant_type::q4_k:
+      return dequantize_groups<quant_type::q4_k>(column, k0 / 32, len / 32, y);
+    case quant_type::q5_k:
+      return dequantize_groups<quant_type::q5_k>(column, k0 / 32, len / 32, y);
+    case quant_type::q6_k:
+      return dequantize_groups<quant_type::q6_k>(column, k0 / 32, len / 32, y);
+  }
 #endif
+  dequantize_row(c.type, c.column(j) + k0 / c.block_weights * c.block_bytes, y, len);
 }
 
 #if defined(__AVX512F__)
@@ -182,8 +264,73 @@ inline void store_sums(lane_sums (&acc)[R][P], const float* bias, matrix_ref<flo
   }
 }
 
-/// One row of x times `width` columns starting at column j of `c` (output column n0 + j),
-/// streaming each column's blocks once in chunks of 256 weights.
+#if defined(EIGENFORMER_QUANT_AVX512)
+/// One row of x times P columns starting at column j0 of `c`: each 32-weight group is
+/// dequantized in registers and multiplied at once, so every weight byte is read once, in order.
+template <quant_type T, int P>
+void quant_decode_columns(const float* x, const quant_columns& c, index_t K, index_t j0,
+                          const float* bias, matrix_ref<float> out, index_t t, index_t n0) {
+  const unsigned char* column[P];
+  lane_sums acc[1][P];
+  for (int p = 0; p < P; ++p) {
+    column[p] = c.column(j0 + p);
+    acc[0][p] = _mm512_setzero_ps();
+  }
+  for (index_t g = 0; g < K / 32; ++g) {
+    const __m512 x_lo = _mm512_loadu_ps(x + 32 * g), x_hi = _mm512_loadu_ps(x + 32 * g + 16);
+    for (int p = 0; p < P; ++p) {
+      __m512 lo, hi;
+      load_group<T>(column[p], g, lo, hi);
+      acc[0][p] = _mm512_fmadd_ps(x_lo, lo, acc[0][p]);
+      acc[0][p] = _mm512_fmadd_ps(x_hi, hi, acc[0][p]);
+    }
+  }
+  store_sums<1, P>(acc, bias, out, t, n0 + j0);
+}
+
+/// Asks for the cache lines of columns [j, j + n) of `c` (contiguous bytes).
+inline void prefetch_columns(const quant_columns& c, index_t j, index_t n) {
+  const unsigned char* begin = c.column(j);
+  for (index_t offset = 0; offset < n * c.row_bytes; offset += 64)
+    _mm_prefetch(reinterpret_cast<const char*>(begin + offset), _MM_HINT_T0);
+}
+
+template <quant_type T>
+void quant_decode_block(const float* x, const quant_columns& c, index_t K, index_t width,
+                        const float* bias, matrix_ref<float> out, index_t n0) {
+  constexpr int P = quant_decode_cols;
+  // A column is a few hundred bytes: P of them are too short a stream for the hardware
+  // prefetcher to ramp up, so each step asks for the next P columns while it computes.
+  prefetch_columns(c, 0, std::min<index_t>(P, width));
+  index_t j = 0;
+  for (; j + P <= width; j += P) {
+    prefetch_columns(c, j + P, std::min<index_t>(P, width - j - P));
+    quant_decode_columns<T, P>(x, c, K, j, bias, out, 0, n0);
+  }
+  for (; j < width; ++j) quant_decode_columns<T, 1>(x, c, K, j, bias, out, 0, n0);
+}
+
+/// One row of x times `width` columns of `c` (output columns n0 ...).
+inline void quant_decode(const float* x, const quant_columns& c, index_t K, index_t width,
+                         const float* bias, matrix_ref<float> out, index_t n0) {
+  switch (c.type) {
+    case quant_type::q8_0:
+      return quant_decode_block<quant_type::q8_0>(x, c, K, width, bias, out, n0);
+    case quant_type::q4_0:
+      return quant_decode_block<quant_type::q4_0>(x, c, K, width, bias, out, n0);
+    case quant_type::q5_0:
+      return quant_decode_block<quant_type::q5_0>(x, c, K, width, bias, out, n0);
+    case quant_type::q4_k:
+      return quant_decode_block<quant_type::q4_k>(x, c, K, width, bias, out, n0);
+    case quant_type::q5_k:
+      return quant_decode_block<quant_type::q5_k>(x, c, K, width, bias, out, n0);
+    case quant_type::q6_k:
+      return quant_decode_block<quant_type::q6_k>(x, c, K, width, bias, out, n0);
+  }
+}
+#else
+/// One row of x times P columns starting at column j0 of `c`, streaming each column's blocks
+/// once in chunks of 256 weights dequantized into an L1-resident buffer.
 template <int P>
 void quant_decode_columns(const float* x, const quant_columns& c, index_t K, index_t j0,
                           const float* bias, matrix_ref<float> out, index_t t, index_t n0) {
@@ -197,6 +344,15 @@ void quant_decode_columns(const float* x, const quant_columns& c, index_t K, ind
   }
   store_sums<1, P>(acc, bias, out, t, n0 + j0);
 }
+
+inline void quant_decode(const float* x, const quant_columns& c, index_t K, index_t width,
+                         const float* bias, matrix_ref<float> out, index_t n0) {
+  constexpr int P = quant_decode_cols;
+  index_t j = 0;
+  for (; j + P <= width; j += P) quant_decode_columns<P>(x, c, K, j, bias, out, 0, n0);
+  for (; j < width; ++j) quant_decode_columns<1>(x, c, K, j, bias, out, 0, n0);
+}
+#endif
 
 /// Rows [0, T) of x times `width` columns of `c` dequantized whole into `w` [width x K].
 inline void quant_tiles(matrix_cref<float> x, const float* w, index_t K, index_t width,
@@ -259,15 +415,7 @@ inline void quant_matmul(matrix_cref<float> x, const quantized_matrix& w, const 
     const detail::quant_columns columns{s.type, traits.block_weights, traits.block_bytes,
                                         s.bytes.data() + block.first * s.row_bytes, s.row_bytes};
     const index_t n0 = s.first + block.first;
-    if (T == 1) {
-      constexpr int P = detail::quant_decode_cols;
-      index_t j = 0;
-      for (; j + P <= block.width; j += P)
-        detail::quant_decode_columns<P>(x.data(), columns, K, j, bias, out, 0, n0);
-      for (; j < block.width; ++j)
-        detail::quant_decode_columns<1>(x.data(), columns, K, j, bias, out, 0, n0);
-      return;
-    }
+    if (T == 1) return detail::quant_decode(x.data(), columns, K, block.width, bias, out, n0);
     float* w_block = detail::thread_buffer<float, detail::buffer_use::dequantized_weights>(
         static_cast<std::size_t>(block.width * K));
     for (index_t j = 0; j < block.width; ++j)

@@ -141,7 +141,7 @@ struct quantized_matrix {
     return total;
   }
   /// Column n of W dequantized -> y[0:K].
-  void dequantize_column(index_t n, float* y) const {
+  void read_column(index_t n, float* y) const {
     dequantize_row(segment_of(n).type, column(n), y, rows);
   }
 
@@ -211,7 +211,7 @@ inline matrix<float> dequantize(const quantized_matrix& q) {
   matrix<float> out(q.rows, q.cols);
   std::vector<float> column(static_cast<std::size_t>(q.rows));
   for (index_t n = 0; n < q.cols; ++n) {
-    q.dequantize_column(n, column.data());
+    q.read_column(n, column.data());
     for (index_t k = 0; k < q.rows; ++k) out(k, n) = column[std::size_t(k)];
   }
   return out;
