@@ -259,4 +259,46 @@ TEST(Decoder, PackedBf16EqualsFloatModelWithRoundedWeights) {
   EXPECT_THROW(eigenformer::validate_weights(c, packed), eigenformer::value_error);
 }
 
+// A tied model quantized at load (q4_0 layers, q8_0 head; its embedding lookup then reads the
+// quantized head) computes the same logits as the float model holding the dequantized weights;
+// a model whose rows are not whole blocks keeps those matrices in float.
+TEST(Decoder, QuantizedEqualsFloatModelWithDequantizedWeights) {
+  auto c = ref::tiny_config<float>();
+  c.n_embd = 64;  // rows of 64 and 256 weights: whole blocks of 32
+  auto quantized = ref::random_weights<float>(c, 8);
+  eigenformer::quantize_weights(quantized, eigenformer::quant_type::q4_0,
+                                eigenformer::quant_type::q8_0);
+  ASSERT_TRUE(quantized.is_quantized());
+  EXPECT_EQ(quantized.wte.size(), 0);
+  auto dequantized = quantized;
+  dequantized.wte = eigenformer::dequantize(quantized.output_quantized).transpose();
+  dequantized.output_quantized = {};
+  for (auto& b : dequantized.blocks) {
+    for (auto* layer : {&b.attn.qkv, &b.attn.proj, &b.mlp.fc, &b.mlp.proj}) {
+      ASSERT_TRUE(layer->is_quantized());
+      EXPECT_EQ(layer->quantized.segments.front().type, eigenformer::quant_type::q4_0);
+      layer->weight = eigenformer::dequantize(layer->quantized);
+      layer->quantized = {};
+    }
+  }
+  std::vector<eigenformer::token_id> tokens;
+  ref::rng r(9);
+  for (int i = 0; i < 11; ++i) tokens.push_back(r.below(int(c.vocab_size)));
+  eigenformer::activations acts(c, c.n_ctx);
+  const eigenformer::matrix<float> expected = eigenformer::forward(c, dequantized, tokens, acts);
+  const eigenformer::matrix<float> actual = eigenformer::forward(c, quantized, tokens, acts);
+  EXPECT_LT(ref::relative_error(actual, ref::to_grid(expected)), 1e-5);
+  EXPECT_THROW(eigenformer::validate_weights(c, quantized), eigenformer::value_error);
+  EXPECT_THROW(
+      eigenformer::pack_weights_bf16(quantized, eigenformer::bf16_compute::float_activations),
+      eigenformer::value_error);
+
+  auto narrow = ref::random_weights<float>(ref::tiny_config<float>(), 8);  // rows of 16: no blocks
+  eigenformer::quantize_weights(narrow, eigenformer::quant_type::q8_0,
+                                eigenformer::quant_type::q8_0);
+  EXPECT_FALSE(narrow.is_quantized());
+  EXPECT_FALSE(narrow.blocks[0].attn.qkv.is_quantized());
+  EXPECT_TRUE(narrow.blocks[0].mlp.proj.is_quantized());  // its rows are 64 wide
+}
+
 }  // namespace

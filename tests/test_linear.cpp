@@ -123,4 +123,42 @@ TEST(LinearBackward, RejectsMismatchedGradientShapes) {
                eigenformer::shape_error);
 }
 
+// A quantized layer multiplies the weights its blocks dequantize to (a double loop here), adds
+// its float bias, and refuses backward; a layer whose rows are not whole blocks stays float.
+TEST(Linear, QuantizedLayerMultipliesItsDequantizedWeights) {
+  ref::rng r(31);
+  eigenformer::linear_weights<float> w{ref::random_matrix<float>(96, 40, r),
+                                       ref::random_row<float>(40, r)};
+  ASSERT_TRUE(eigenformer::quantize_linear(w, eigenformer::quant_type::q5_0));
+  EXPECT_TRUE(w.is_quantized());
+  EXPECT_EQ(w.weight.size(), 0);
+  EXPECT_EQ(w.in_features(), 96);
+  EXPECT_EQ(w.out_features(), 40);
+  const eigenformer::matrix<float> dq = eigenformer::dequantize(w.quantized);
+  for (const eigenformer::index_t T : {1, 9}) {
+    const auto x = ref::random_matrix<float>(T, 96, r);
+    eigenformer::matrix<float> out(T, 40);
+    eigenformer::linear_forward<float>(x, w, out);
+    for (eigenformer::index_t t = 0; t < T; ++t) {
+      for (eigenformer::index_t n = 0; n < 40; ++n) {
+        double want = w.bias(n);
+        for (eigenformer::index_t k = 0; k < 96; ++k) want += double(x(t, k)) * dq(k, n);
+        EXPECT_NEAR(out(t, n), want, 1e-4) << t << ", " << n;
+      }
+    }
+  }
+  eigenformer::linear_weights<float> grad{eigenformer::matrix<float>::Zero(96, 40),
+                                          eigenformer::row_vector<float>::Zero(40)};
+  eigenformer::matrix<float> x(2, 96), d_out(2, 40), d_x(2, 96);
+  EXPECT_THROW(eigenformer::linear_backward<float>(x, w, d_out, grad, d_x),
+               eigenformer::shape_error);
+  EXPECT_THROW(eigenformer::quantize_linear(w, eigenformer::quant_type::q8_0),
+               eigenformer::value_error);
+  eigenformer::linear_weights<float> odd{ref::random_matrix<float>(40, 8, r),
+                                         ref::random_row<float>(8, r)};
+  EXPECT_FALSE(eigenformer::quantize_linear(odd, eigenformer::quant_type::q8_0));
+  EXPECT_FALSE(odd.is_quantized());
+  EXPECT_EQ(odd.weight.rows(), 40);
+}
+
 }  // namespace
