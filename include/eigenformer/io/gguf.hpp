@@ -34,6 +34,7 @@
 #include "eigenformer/io/mapped_file.hpp"
 #include "eigenformer/quant/blocks.hpp"
 #include "eigenformer/quant/k_quants.hpp"
+#include "eigenformer/quant/quantized_matrix.hpp"
 
 namespace eigenformer {
 
@@ -93,25 +94,26 @@ inline std::string ggml_type_name(std::uint32_t t) {
   return it != others.end() ? it->second : "type " + std::to_string(t);
 }
 
+/// The library's quantized type for a GGUF tensor type (the numbers are the same), or false
+/// for a float type.
+inline bool quant_type_of(ggml_type t, quant_type& out) {
+  for (const auto& e : quant_types) {
+    if (static_cast<std::uint32_t>(e.type) == static_cast<std::uint32_t>(t)) {
+      out = e.type;
+      return true;
+    }
+  }
+  return false;
+}
+
 /// One row of n weights of quantized type `t` (Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K) -> y[0:n].
 inline void dequantize_row(ggml_type t, const unsigned char* row, float* y, index_t n) {
-  switch (t) {
-    case ggml_type::q8_0:
-      return dequantize_row_q8_0(reinterpret_cast<const block_q8_0*>(row), y, n);
-    case ggml_type::q4_0:
-      return dequantize_row_q4_0(reinterpret_cast<const block_q4_0*>(row), y, n);
-    case ggml_type::q5_0:
-      return dequantize_row_q5_0(reinterpret_cast<const block_q5_0*>(row), y, n);
-    case ggml_type::q4_k:
-      return dequantize_row_q4_k(reinterpret_cast<const block_q4_k*>(row), y, n);
-    case ggml_type::q5_k:
-      return dequantize_row_q5_k(reinterpret_cast<const block_q5_k*>(row), y, n);
-    case ggml_type::q6_k:
-      return dequantize_row_q6_k(reinterpret_cast<const block_q6_k*>(row), y, n);
-    default:
-      throw format_error("dequantize_row: " + ggml_type_name(std::uint32_t(t)) +
-                         " is not a quantized type");
+  quant_type q{};
+  if (!quant_type_of(t, q)) {
+    throw format_error("dequantize_row: " + ggml_type_name(std::uint32_t(t)) +
+                       " is not a quantized type");
   }
+  dequantize_row(q, row, y, n);
 }
 
 /// One metadata value. Arrays hold their elements as values too (strings, numbers).

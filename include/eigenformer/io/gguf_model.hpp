@@ -170,16 +170,6 @@ matrix<Scalar> unpermute_rope_rows(const matrix<Scalar>& m, index_t heads, const
   return out;
 }
 
-/// The quantized type of a GGUF tensor type, or false for a float type.
-inline bool quantized_type_of(ggml_type t, quant_type& out) {
-  for (const auto& e : quant_types) {
-    if (static_cast<std::uint32_t>(e.type) == static_cast<std::uint32_t>(t)) {
-      out = e.type;
-      return true;
-    }
-  }
-  return false;
-}
 }  // namespace detail
 
 /// What becomes of a GGUF file's quantized tensors when its weights are read.
@@ -242,14 +232,14 @@ basic_model_weights<Scalar> read_gguf_weights(const model_config& config, const 
       if (!keep) return false;
       quant_type type{};
       for (const auto& p : parts) {
-        if (!detail::quantized_type_of(f.tensor(p.name).type, type)) return false;
+        if (!quant_type_of(f.tensor(p.name).type, type)) return false;
       }
       quantized_matrix q;
       q.rows = dest.in_features();
       std::vector<unsigned char> rows;
       for (const auto& p : parts) {
         const gguf_tensor_info& t = f.tensor(p.name);
-        detail::quantized_type_of(t.type, type);
+        quant_type_of(t.type, type);
         if (t.ne.size() != 2 || index_t(t.ne[0]) != q.rows) {
           throw format_error(detail::concat(f.path(), ": tensor '", p.name, "' has ", t.ne.size(),
                                             " dims and rows of ", t.ne[0], " weights, expected ",
@@ -350,7 +340,7 @@ basic_model_weights<Scalar> read_gguf_weights(const model_config& config, const 
     // The LM head E^T [C x V] is E's rows as they are: a quantized one stays in its blocks.
     const std::string head = tied ? "token_embd.weight" : "output.weight";
     quant_type type{};
-    if (keep && detail::quantized_type_of(f.tensor(head).type, type)) {
+    if (keep && quant_type_of(f.tensor(head).type, type)) {
       w.output_quantized.rows = config.n_embd;
       w.output_quantized.append_columns(type, config.vocab_size, f.tensor_data(f.tensor(head)));
       (tied ? w.wte : w.lm_head).resize(0, 0);

@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -185,26 +186,36 @@ inline void dequantize_groups(const unsigned char* column, index_t g0, index_t n
 }
 #endif
 
+/// Calls f(std::integral_constant<quant_type, t>{}): one kernel instance per type, chosen once
+/// per block of columns rather than per weight.
+template <class F>
+void with_quant_type(quant_type t, F&& f) {
+  using q = quant_type;
+  switch (t) {
+    case q::q8_0:
+      return f(std::integral_constant<q, q::q8_0>{});
+    case q::q4_0:
+      return f(std::integral_constant<q, q::q4_0>{});
+    case q::q5_0:
+      return f(std::integral_constant<q, q::q5_0>{});
+    case q::q4_k:
+      return f(std::integral_constant<q, q::q4_k>{});
+    case q::q5_k:
+      return f(std::integral_constant<q, q::q5_k>{});
+    case q::q6_k:
+      return f(std::integral_constant<q, q::q6_k>{});
+  }
+}
+
 /// Weights [k0, k0 + len) of column j -> y[0:len]; k0 and len are whole blocks.
 inline void dequantize_range(const quant_columns& c, index_t j, index_t k0, index_t len, float* y) {
 #if defined(EIGENFORMER_QUANT_AVX512)
-  const unsigned char* column = c.column(j);
-  switch (c.type) {
-    case quant_type::q8_0:
-      return dequantize_groups<quant_type::q8_0>(column, k0 / 32, len / 32, y);
-    case quant_type::q4_0:
-      return dequantize_groups<quant_type::q4_0>(column, k0 / 32, len / 32, y);
-    case quant_type::q5_0:
-      return dequantize_groups<quant_type::q5_0>(column, k0 / 32, len / 32, y);
-    case quant_type::q4_k:
-      return dequantize_groups<quant_type::q4_k>(column, k0 / 32, len / 32, y);
-    case quant_type::q5_k:
-      return dequantize_groups<quant_type::q5_k>(column, k0 / 32, len / 32, y);
-    case quant_type::q6_k:
-      return dequantize_groups<quant_type::q6_k>(column, k0 / 32, len / 32, y);
-  }
-#endif
+  with_quant_type(c.type, [&](auto type) {
+    dequantize_groups<decltype(type)::value>(c.column(j), k0 / 32, len / 32, y);
+  });
+#else
   dequantize_row(c.type, c.column(j) + k0 / c.block_weights * c.block_bytes, y, len);
+#endif
 }
 
 #if defined(__AVX512F__)
@@ -314,20 +325,9 @@ void quant_decode_block(const float* x, const quant_columns& c, index_t K, index
 /// One row of x times `width` columns of `c` (output columns n0 ...).
 inline void quant_decode(const float* x, const quant_columns& c, index_t K, index_t width,
                          const float* bias, matrix_ref<float> out, index_t n0) {
-  switch (c.type) {
-    case quant_type::q8_0:
-      return quant_decode_block<quant_type::q8_0>(x, c, K, width, bias, out, n0);
-    case quant_type::q4_0:
-      return quant_decode_block<quant_type::q4_0>(x, c, K, width, bias, out, n0);
-    case quant_type::q5_0:
-      return quant_decode_block<quant_type::q5_0>(x, c, K, width, bias, out, n0);
-    case quant_type::q4_k:
-      return quant_decode_block<quant_type::q4_k>(x, c, K, width, bias, out, n0);
-    case quant_type::q5_k:
-      return quant_decode_block<quant_type::q5_k>(x, c, K, width, bias, out, n0);
-    case quant_type::q6_k:
-      return quant_decode_block<quant_type::q6_k>(x, c, K, width, bias, out, n0);
-  }
+  with_quant_type(c.type, [&](auto type) {
+    quant_decode_block<decltype(type)::value>(x, c, K, width, bias, out, n0);
+  });
 }
 #else
 /// One row of x times P columns starting at column j0 of `c`, streaming each column's blocks
