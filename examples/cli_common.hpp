@@ -81,6 +81,20 @@ inline void apply_dtype(ef::model_weights& weights, const std::string& dtype) {
   }
 }
 
+/// --activations int8|exact: how q8_0/q4_0/q5_0 weights multiply the activations
+/// (ops/quant_matmul.hpp); set as soon as the option is parsed.
+inline void add_activations_option(CLI::App* cmd) {
+  cmd->add_option_function<std::string>(
+         "--activations",
+         [](const std::string& value) {
+           ef::set_quant_activations(value == "exact" ? ef::quant_activations::exact
+                                                      : ef::quant_activations::int8);
+         },
+         "q8_0/q4_0/q5_0 weights times activations rounded to int8 per block as ggml does "
+         "(int8, the default) or kept in float (exact, slower)")
+      ->check(CLI::IsMember({"int8", "exact"}));
+}
+
 /// Splits "a,b,c" at the commas (an empty text gives one empty item).
 inline std::vector<std::string> split_commas(const std::string& text) {
   std::vector<std::string> items;

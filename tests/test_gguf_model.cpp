@@ -75,8 +75,10 @@ TYPED_TEST(GgufModel, LogitsMatchTheFloat64ComputationOnTheFilesWeights) {
               tolerance<S>())
         << name;
     // A float model runs a quantized file's layers and head on the file's blocks (quant_matmul,
-    // exact weights in float): the same logits within float rounding.
+    // exact weights in float): the same logits within float rounding when the activations stay
+    // float ...
     const auto model = ef::load_gguf_model<S>(path);
+    ef::set_quant_activations(ef::quant_activations::exact);
     bool file_quantized = false;
     for (const auto& [tensor, type] : expected.types) file_quantized |= type[0] == 'Q';
     int quantized_layers = 0;
@@ -87,6 +89,12 @@ TYPED_TEST(GgufModel, LogitsMatchTheFloat64ComputationOnTheFilesWeights) {
     EXPECT_EQ(quantized_layers > 0, (std::is_same_v<S, float> && file_quantized)) << name;
     EXPECT_LT(ref::relative_error(ef::forward(model, expected.tokens), expected.logits),
               tolerance<S>())
+        << name;
+    // ... and by default (q8_0/q4_0/q5_0 times activations rounded to int8 per block, as ggml
+    // does) within what that rounding costs these tiny random models: 1.5-16% of the logits'
+    // norm (the kernel's arithmetic itself is checked bit for bit in test_quant_matmul).
+    ef::set_quant_activations(ef::quant_activations::int8);
+    EXPECT_LT(ref::relative_error(ef::forward(model, expected.tokens), expected.logits), 0.25)
         << name;
   }
 }

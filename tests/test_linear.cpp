@@ -135,6 +135,9 @@ TEST(Linear, QuantizedLayerMultipliesItsDequantizedWeights) {
   EXPECT_EQ(w.in_features(), 96);
   EXPECT_EQ(w.out_features(), 40);
   const eigenformer::matrix<float> dq = eigenformer::dequantize(w.quantized);
+  // Activations kept in float: the float rounding of the product alone (the default int8
+  // rounding of the activations is tested in test_quant_matmul).
+  eigenformer::set_quant_activations(eigenformer::quant_activations::exact);
   for (const eigenformer::index_t T : {1, 9}) {
     const auto x = ref::random_matrix<float>(T, 96, r);
     eigenformer::matrix<float> out(T, 40);
@@ -147,6 +150,7 @@ TEST(Linear, QuantizedLayerMultipliesItsDequantizedWeights) {
       }
     }
   }
+  eigenformer::set_quant_activations(eigenformer::quant_activations::int8);
   eigenformer::linear_weights<float> grad{eigenformer::matrix<float>::Zero(96, 40),
                                           eigenformer::row_vector<float>::Zero(40)};
   eigenformer::matrix<float> x(2, 96), d_out(2, 40), d_x(2, 96);

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -72,6 +73,89 @@ matrix<double> naive(const matrix<float>& x, const quantized_matrix& q,
   return out;
 }
 
+// The 32-weight block types multiply activations rounded to int8 per block, as ggml does:
+// d = max|x| / 127, q = round-half-even(x * (1 / d)). Their value d q, in double.
+bool rounds_activations(quant_type t) {
+  return t == quant_type::q8_0 || t == quant_type::q4_0 || t == quant_type::q5_0;
+}
+
+struct int8_block {
+  float d = 0.0f;
+  int q[32] = {};
+};
+
+std::vector<int8_block> round_activations(const float* x, index_t K) {
+  std::vector<int8_block> blocks(std::size_t(K / 32));
+  for (std::size_t b = 0; b < blocks.size(); ++b) {
+    float amax = 0.0f;
+    for (index_t e = 0; e < 32; ++e) amax = std::max(amax, std::fabs(x[32 * b + std::size_t(e)]));
+    blocks[b].d = amax / 127.0f;
+    const float inverse = blocks[b].d != 0.0f ? 1.0f / blocks[b].d : 0.0f;
+    for (index_t e = 0; e < 32; ++e)
+      blocks[b].q[e] = int(std::nearbyint(x[32 * b + std::size_t(e)] * inverse));
+  }
+  return blocks;
+}
+
+matrix<float> rounded_activations(const matrix<float>& x) {
+  matrix<float> rounded(x.rows(), x.cols());
+  for (index_t t = 0; t < x.rows(); ++t) {
+    const matrix<float> row = x.row(t);
+    const auto blocks = round_activations(row.data(), x.cols());
+    for (index_t k = 0; k < x.cols(); ++k) {
+      const auto& block = blocks[std::size_t(k / 32)];
+      rounded(t, k) = float(double(block.d) * block.q[k % 32]);  // exact: 24 x 8 bits
+    }
+  }
+  return rounded;
+}
+
+// The summation order ops/quant_int8.hpp documents, written out in scalar code: pairs of blocks,
+// lane l taking elements 16(l >> 3) + 4(l & 3) + 0..3 of block 2p + ((l >> 2) & 1), an exact
+// integer sum times d_w d_x added with fma, then the 16 lanes pairwise and the bias. Every build
+// (AVX512-VNNI or portable) must give these bits.
+float int8_order(const float* x, index_t K, const matrix<float>& w, index_t n,
+                 const std::vector<float>& d_w, float bias) {
+  const auto xb = round_activations(x, K);
+  const index_t blocks = K / 32;
+  float lanes[16] = {};
+  for (index_t p = 0; p < (blocks + 1) / 2; ++p) {
+    for (int l = 0; l < 16; ++l) {
+      const index_t b = 2 * p + ((l >> 2) & 1);
+      std::int32_t sum = 0;
+      float scale = 0.0f * 0.0f;
+      if (b < blocks) {
+        const float d = d_w[std::size_t(b)];
+        for (int i = 0; i < 4; ++i) {
+          const index_t e = 16 * (l >> 3) + 4 * (l & 3) + i;
+          // The integer weight: w = d q exactly, so q = w / d.
+          const int q = d != 0.0f ? int(w(32 * b + e, n) / d) : 0;
+          sum += q * xb[std::size_t(b)].q[e];
+        }
+        scale = d * xb[std::size_t(b)].d;
+      }
+      lanes[l] = std::fma(float(sum), scale, lanes[l]);
+    }
+  }
+  float s8[8], s4[4];
+  for (int i = 0; i < 8; ++i) s8[i] = lanes[i] + lanes[i + 8];
+  for (int i = 0; i < 4; ++i) s4[i] = s8[i] + s8[i + 4];
+  return ((s4[0] + s4[2]) + (s4[1] + s4[3])) + bias;
+}
+
+// The fp16 scale of each block of column n (its first two bytes, for q8_0, q4_0 and q5_0).
+std::vector<float> block_scales(const quantized_matrix& q, index_t n) {
+  const auto& s = q.segments.front();
+  const auto& traits = eigenformer::traits_of(s.type);
+  std::vector<float> d;
+  for (index_t b = 0; b < q.rows / 32; ++b) {
+    const unsigned char* block =
+        s.bytes.data() + (n - s.first) * s.row_bytes + b * traits.block_bytes;
+    d.push_back(eigenformer::detail::fp16_value(std::uint16_t(block[0] | block[1] << 8)));
+  }
+  return d;
+}
+
 matrix<float> run(const matrix<float>& x, const quantized_matrix& q, const std::vector<float>& b) {
   matrix<float> out(x.rows(), q.cols);
   eigenformer::quant_matmul(x, q, b.empty() ? nullptr : b.data(), out);
@@ -79,26 +163,69 @@ matrix<float> run(const matrix<float>& x, const quantized_matrix& q, const std::
 }
 
 // Every type, one row (decoding) and several (prefill), against double loops over the weights
-// as ggml dequantizes them. The bound is float rounding of a sum of K + 1 terms, (K + 1) u
-// sum |x w| with u = 2^-24 (a wrong weight errs by about sum |x w| / K, far above it).
+// as ggml dequantizes them, times x — for the 32-weight block types, x rounded to int8 per block
+// as ggml does. The bound is float rounding of a sum of K + 1 terms, (K + 1) u sum |x w| with
+// u = 2^-24 (a wrong weight errs by about sum |x w| / K, far above it). The rounded x stays
+// within d_x / 2 of x, so those types are also held to that against the unrounded x.
 TEST(QuantMatmul, MatchesDoubleLoopsOverDequantizedWeights) {
   ref::rng r(21);
   for (const quant_type t : all_types) {
     const index_t block = eigenformer::traits_of(t).block_weights;
-    for (const index_t K : {block, 2 * block, block == 32 ? index_t(576) : index_t(768)}) {
+    for (const index_t K :
+         {block, 2 * block, 3 * block, block == 32 ? index_t(576) : index_t(768)}) {
       const quantized_matrix q = random_quantized(K, {{t, 45}}, r);
       std::vector<float> bias(45);
       for (auto& v : bias) v = float(r.symmetric(1.0));
       const matrix<float> w = eigenformer::dequantize(q);
-      for (const index_t T : {1, 2, 7, 13}) {
+      for (const index_t T : {1, 2, 4, 7, 13}) {
         const matrix<float> x = ref::random_matrix<float>(T, K, r);
-        const matrix<double> expected = naive(x, q, bias);
+        const matrix<float> x_used = rounds_activations(t) ? rounded_activations(x) : x;
+        const matrix<double> expected = naive(x_used, q, bias);
+        const matrix<double> unrounded = naive(x, q, bias);
         const matrix<float> got = run(x, q, bias);
         for (index_t i = 0; i < T; ++i) {
+          const matrix<float> row = x.row(i);
+          const auto blocks = round_activations(row.data(), K);
           for (index_t n = 0; n < q.cols; ++n) {
-            double magnitude = std::fabs(bias[std::size_t(n)]);
-            for (index_t k = 0; k < K; ++k) magnitude += std::fabs(double(x(i, k)) * w(k, n));
-            ASSERT_NEAR(got(i, n), expected(i, n), double(K + 1) * 0x1p-24 * magnitude + 1e-30)
+            double magnitude = std::fabs(bias[std::size_t(n)]), rounding = 0.0;
+            for (index_t k = 0; k < K; ++k) {
+              magnitude += std::fabs(double(x_used(i, k)) * w(k, n));
+              rounding += std::fabs(double(w(k, n))) * blocks[std::size_t(k / 32)].d / 2;
+            }
+            const double bound = double(K + 1) * 0x1p-24 * magnitude + 1e-30;
+            ASSERT_NEAR(got(i, n), expected(i, n), bound)
+                << eigenformer::traits_of(t).name << " K=" << K << " T=" << T << " (" << i << ", "
+                << n << ")";
+            if (rounds_activations(t)) {
+              ASSERT_NEAR(got(i, n), unrounded(i, n), bound + rounding);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// The int8 types give exactly the bits of the order ops/quant_int8.hpp documents, written out
+// in scalar code here: on one row, on batches (register tiles of 4 rows), with an odd block
+// count (the last pair half empty), in the AVX512-VNNI and the portable build alike.
+TEST(QuantMatmul, Int8TypesFollowTheDocumentedOrderBitForBit) {
+  ref::rng r(26);
+  for (const quant_type t : {quant_type::q8_0, quant_type::q4_0, quant_type::q5_0}) {
+    for (const index_t K : {index_t(32), index_t(96), index_t(576)}) {
+      const quantized_matrix q = random_quantized(K, {{t, 23}}, r);
+      const matrix<float> w = eigenformer::dequantize(q);
+      std::vector<float> bias(23);
+      for (auto& v : bias) v = float(r.symmetric(1.0));
+      for (const index_t T : {1, 6}) {
+        matrix<float> x = ref::random_matrix<float>(T, K, r);
+        x.row(0).head(32).setZero();  // an all-zero block: d = 0
+        const matrix<float> got = run(x, q, bias);
+        for (index_t n = 0; n < q.cols; ++n) {
+          const std::vector<float> d_w = block_scales(q, n);
+          for (index_t i = 0; i < T; ++i) {
+            const matrix<float> row = x.row(i);
+            ASSERT_EQ(got(i, n), int8_order(row.data(), K, w, n, d_w, bias[std::size_t(n)]))
                 << eigenformer::traits_of(t).name << " K=" << K << " T=" << T << " (" << i << ", "
                 << n << ")";
           }
@@ -109,10 +236,12 @@ TEST(QuantMatmul, MatchesDoubleLoopsOverDequantizedWeights) {
 }
 
 // x = the identity picks out each weight: the kernels' dequantization (in registers where the
-// CPU allows) equals ggml's scalar reference bit for bit, for one row and for many.
+// CPU allows) equals ggml's scalar reference bit for bit, for one row and for many. (The int8
+// types are checked weight by weight by the test above.)
 TEST(QuantMatmul, DequantizesEveryWeightExactlyAsGgml) {
   ref::rng r(22);
   for (const quant_type t : all_types) {
+    if (rounds_activations(t)) continue;
     const index_t K = eigenformer::traits_of(t).block_weights == 32 ? 96 : 256;
     const quantized_matrix q = random_quantized(K, {{t, 19}}, r);
     const matrix<float> w = eigenformer::dequantize(q);

@@ -284,6 +284,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option(
       "--dtype", opt->dtypes,
       "weight types, comma separated: f32, bf16, bf16mix, q8_0, q4_0, q5_0 (default f32)");
+  add_activations_option(cmd);
   cmd->add_option("-r", opt->repetitions, "timed runs per test after one warm-up (default 5)");
   cmd->add_flag("--json", opt->json, "one JSON object per line instead of the table");
   cmd->callback([opt] { run_bench(*opt); });

@@ -108,6 +108,7 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--dtype", opt->dtype,
                   "weights: f32 (default: as loaded), bf16, bf16mix, q8_0, q4_0 or q5_0")
       ->check(CLI::IsMember(dtype_names()));
+  add_activations_option(cmd);
   cmd->add_option("--temperature", opt->sampling.temperature, "0 = greedy (default 1)");
   cmd->add_option("--top-k", opt->sampling.top_k, "keep the k most likely tokens; 0 = all");
   cmd->add_option("--top-p", opt->sampling.top_p, "nucleus mass in (0, 1] (default 1)");

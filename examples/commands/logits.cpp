@@ -57,6 +57,7 @@ void add_logits_command(CLI::App& app) {
       ->required();
   cmd->add_option("--tokens", opt->tokens, "token ids, e.g. \"464 2068 7586\"")->required();
   cmd->add_option("--out", opt->out, "write all logits [T, V] to this .npy file");
+  add_activations_option(cmd);
   cmd->add_option("--precision", opt->precision,
                   "f32 (default), f64, bf16 (bf16 weights), bf16mix (bf16 weights and inputs), "
                   "q8_0, q4_0 or q5_0 (quantized weights)")

@@ -1,31 +1,37 @@
 // eigenformer/ops/quant_matmul.hpp — y = x W + b with W in ggml's quantized blocks
 // (quant/quantized_matrix.hpp), x and y float.
 //
-// What is computed: every weight is dequantized exactly as ggml does (d * q and friends, exact
-// in float) and multiplied with the float activations — no rounding of x to int8 (ggml's
-// vec_dot rounds activations to 8 bits per block; here they keep 24). Each output y(t, n) is
-// summed in one fixed order: 16 running sums, lane l taking k = l, l + 16, l + 32, ... with fused
-// multiply-adds in increasing k, then added pairwise (lane i + lane i + 8, then + 4, + 2, + 1),
-// then the bias. That order does not depend on how many rows x has, which rows they are batched
-// with, or how many threads run — so a sequence's logits are bit-identical alone or in a batch.
+// Two kinds of columns:
+//  - The 32-weight block types (q8_0, q4_0, q5_0) by default multiply x rounded to int8 per
+//    block, as ggml's vec_dot does, with exact integer dot products per block: the arithmetic
+//    and its fixed order are in ops/quant_int8.hpp. set_quant_activations(exact) makes them
+//    take the path below instead.
+//  - The k-quants (q4_k, q5_k, q6_k), and every type in `exact` mode: each weight is dequantized
+//    exactly as ggml does (d * q and friends, exact in float) and multiplied with the float
+//    activations, which keep their 24 bits. Each output y(t, n) is summed in one fixed order: 16
+//    running sums, lane l taking k = l, l + 16, l + 32, ... with fused multiply-adds in
+//    increasing k, then added pairwise (lane i + lane i + 8, then + 4, + 2, + 1), then the bias.
+// Neither order depends on how many rows x has, which rows they are batched with, or how many
+// threads run — so a sequence's logits are bit-identical alone or in a batch.
 //
-// How: the weights of a column are contiguous (a GGUF row), so lanes run along k. Decoding (one
-// row of x) streams each column's blocks once: chunks of 256 weights of 8 columns at a time are
-// dequantized into an L1-resident buffer and multiplied at once — memory is read in order and
-// only once. More rows (prefill, batches) dequantize a block of 32 columns entirely into a
-// per-thread buffer and run register tiles of 6 rows x 4 columns over it, reusing each
-// dequantized weight for every row. Threads split the output columns into those fixed blocks.
+// How (exact path): the weights of a column are contiguous (a GGUF row), so lanes run along k.
+// Decoding (one row of x) streams each column's blocks once, dequantizing each 32-weight group
+// in registers, 4 columns at a time. More rows (prefill, batches) dequantize a block of 32
+// columns entirely into a per-thread buffer and run register tiles of 6 rows x 4 columns over
+// it, reusing each dequantized weight for every row. Threads split the output columns into
+// those fixed blocks.
 //
-// AVX-512 kernels where the compiler targets it (dequantization of q8_0/q4_0/q5_0 in registers,
-// 16-lane FMAs); elsewhere the same order in plain C++ that compilers vectorize. Tests compare
-// both against double loops over the dequantized weights (tests/test_quant_matmul.cpp, also built
-// without AVX-512).
+// AVX-512 kernels where the compiler targets it; elsewhere the same order in plain C++ that
+// compilers vectorize. Tests compare both against double loops over the dequantized weights
+// (tests/test_quant_matmul.cpp, also built without AVX-512).
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -35,6 +41,7 @@
 #include "eigenformer/core/parallel.hpp"
 #include "eigenformer/core/types.hpp"
 #include "eigenformer/ops/matmul.hpp"
+#include "eigenformer/ops/quant_int8.hpp"
 #include "eigenformer/quant/quantized_matrix.hpp"
 
 namespace eigenformer {
@@ -276,6 +283,17 @@ inline void store_sums(lane_sums (&acc)[R][P], const float* bias, matrix_ref<flo
   }
 }
 
+/// Asks for the cache lines of columns [j, j + n) of `c` (contiguous bytes).
+inline void prefetch_columns(const quant_columns& c, index_t j, index_t n) {
+#if defined(__GNUC__)
+  const unsigned char* begin = c.column(j);
+  for (index_t offset = 0; offset < n * c.row_bytes; offset += 64)
+    __builtin_prefetch(begin + offset);
+#else
+  (void)c, (void)j, (void)n;
+#endif
+}
+
 #if defined(EIGENFORMER_QUANT_AVX512)
 /// One row of x times P columns starting at column j0 of `c`: each 32-weight group is
 /// dequantized in registers and multiplied at once, so every weight byte is read once, in order.
@@ -298,13 +316,6 @@ void quant_decode_columns(const float* x, const quant_columns& c, index_t K, ind
     }
   }
   store_sums<1, P>(acc, bias, out, t, n0 + j0);
-}
-
-/// Asks for the cache lines of columns [j, j + n) of `c` (contiguous bytes).
-inline void prefetch_columns(const quant_columns& c, index_t j, index_t n) {
-  const unsigned char* begin = c.column(j);
-  for (index_t offset = 0; offset < n * c.row_bytes; offset += 64)
-    _mm_prefetch(reinterpret_cast<const char*>(begin + offset), _MM_HINT_T0);
 }
 
 template <quant_type T>
@@ -385,7 +396,66 @@ inline void quant_tiles(matrix_cref<float> x, const float* w, index_t K, index_t
   }
 }
 
+/// Rows [0, T) of `x` (int8 rows) times `width` columns of `c` (a 32-weight block type).
+template <quant_type Q>
+void int8_columns(const int8_rows& x, index_t T, const quant_columns& c, index_t K, index_t width,
+                  const float* bias, matrix_ref<float> out, index_t n0) {
+  const index_t blocks = K / 32;
+  const auto run = [&](auto rows, auto cols, index_t t, index_t j) {
+    constexpr int R = decltype(rows)::value, C = decltype(cols)::value;
+    const unsigned char* column[C];
+    for (int i = 0; i < C; ++i) column[i] = c.column(j + i);
+    int8_lanes acc[R][C];
+    int8_tile<Q, R, C>(x, t, column, blocks, acc);
+    lane_sums sums[R][C];
+    static_assert(sizeof(lane_sums) == sizeof(int8_lanes), "16 float lanes");
+    std::memcpy(sums, acc, sizeof acc);
+    store_sums<R, C>(sums, bias, out, t, n0 + j);
+  };
+  using one = std::integral_constant<int, 1>;
+  using four = std::integral_constant<int, 4>;
+  index_t t = 0;
+  if (T == 1) {
+    // A column is a few hundred bytes: 4 of them are too short a stream for the hardware
+    // prefetcher to ramp up, so each step asks for the next 4 columns while it computes.
+    prefetch_columns(c, 0, std::min<index_t>(4, width));
+  }
+  for (; t + 4 <= T; t += 4) {
+    index_t j = 0;
+    for (; j + 4 <= width; j += 4) run(four{}, four{}, t, j);
+    for (; j < width; ++j) run(four{}, one{}, t, j);
+  }
+  for (; t < T; ++t) {
+    index_t j = 0;
+    for (; j + 4 <= width; j += 4) {
+      if (T == 1) prefetch_columns(c, j + 4, std::min<index_t>(4, width - j - 4));
+      run(one{}, four{}, t, j);
+    }
+    for (; j < width; ++j) run(one{}, one{}, t, j);
+  }
+}
+
 }  // namespace detail
+
+/// How the 32-weight block types (q8_0, q4_0, q5_0) multiply their activations: `int8` rounds
+/// them per block of 32 as ggml does (ops/quant_int8.hpp; the default, 1.5-2x faster), `exact`
+/// keeps them in float as the k-quants always do. Either way a row's result does not depend on
+/// its batch or the thread count. Process-wide, like the thread count.
+enum class quant_activations { int8, exact };
+
+namespace detail {
+inline std::atomic<quant_activations>& quant_activations_setting() {
+  static std::atomic<quant_activations> setting{quant_activations::int8};
+  return setting;
+}
+}  // namespace detail
+
+inline void set_quant_activations(quant_activations a) {
+  detail::quant_activations_setting().store(a);
+}
+inline quant_activations get_quant_activations() {
+  return detail::quant_activations_setting().load();
+}
 
 /// out = x W + bias. x: [T x K] float, W quantized [K x N], bias: N floats or nullptr,
 /// out: [T x N]. Bit-identical for any T, batch composition and thread count (see the top).
@@ -398,30 +468,44 @@ inline void quant_matmul(matrix_cref<float> x, const quantized_matrix& w, const 
   }
   using detail::quant_block_cols;
   const index_t T = x.rows(), K = w.rows;
-  // Blocks of up to 32 columns that never straddle two segments.
-  struct column_block {
-    const quantized_matrix::segment* segment;
-    index_t first;  // within the segment
-    index_t width;
-  };
-  std::vector<column_block> blocks;
+  // Blocks of up to 32 columns that never straddle two segments, numbered segment by segment.
+  index_t block_count = 0;
+  const bool int8 = get_quant_activations() == quant_activations::int8;
+  bool any_int8 = false;
   for (const auto& s : w.segments) {
-    for (index_t j = 0; j < s.cols; j += quant_block_cols)
-      blocks.push_back({&s, j, std::min(quant_block_cols, s.cols - j)});
+    block_count += (s.cols + quant_block_cols - 1) / quant_block_cols;
+    any_int8 = any_int8 || (int8 && detail::multiplies_int8(s.type));
   }
-  parallel_for(index_t(blocks.size()), [&](index_t b) {
-    const column_block& block = blocks[std::size_t(b)];
-    const auto& s = *block.segment;
+  // The 32-weight block types multiply x rounded to int8 per block (ops/quant_int8.hpp),
+  // quantized once here for all their columns.
+  thread_local std::vector<unsigned char, Eigen::aligned_allocator<unsigned char>> int8_buffer;
+  const detail::int8_rows x_int8 =
+      any_int8 ? detail::quantize_int8_rows(x, int8_buffer) : detail::int8_rows{};
+  parallel_for(block_count, [&](index_t b) {
+    const quantized_matrix::segment* segment = w.segments.data();
+    for (;; ++segment) {
+      const index_t here = (segment->cols + quant_block_cols - 1) / quant_block_cols;
+      if (b < here) break;
+      b -= here;
+    }
+    const auto& s = *segment;
+    const index_t first = b * quant_block_cols, width = std::min(quant_block_cols, s.cols - first);
     const quant_type_traits& traits = traits_of(s.type);
     const detail::quant_columns columns{s.type, traits.block_weights, traits.block_bytes,
-                                        s.bytes.data() + block.first * s.row_bytes, s.row_bytes};
-    const index_t n0 = s.first + block.first;
-    if (T == 1) return detail::quant_decode(x.data(), columns, K, block.width, bias, out, n0);
+                                        s.bytes.data() + first * s.row_bytes, s.row_bytes};
+    const index_t n0 = s.first + first;
+    if (int8 && detail::multiplies_int8(s.type)) {
+      return detail::with_quant_type(s.type, [&](auto type) {
+        constexpr quant_type q = decltype(type)::value;
+        if constexpr (detail::multiplies_int8(q))
+          detail::int8_columns<q>(x_int8, T, columns, K, width, bias, out, n0);
+      });
+    }
+    if (T == 1) return detail::quant_decode(x.data(), columns, K, width, bias, out, n0);
     float* w_block = detail::thread_buffer<float, detail::buffer_use::dequantized_weights>(
-        static_cast<std::size_t>(block.width * K));
-    for (index_t j = 0; j < block.width; ++j)
-      detail::dequantize_range(columns, j, 0, K, w_block + j * K);
-    detail::quant_tiles(x, w_block, K, block.width, bias, out, n0);
+        static_cast<std::size_t>(width * K));
+    for (index_t j = 0; j < width; ++j) detail::dequantize_range(columns, j, 0, K, w_block + j * K);
+    detail::quant_tiles(x, w_block, K, width, bias, out, n0);
   });
 }
 

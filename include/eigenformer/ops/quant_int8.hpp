@@ -1,0 +1,327 @@
+// eigenformer/ops/quant_int8.hpp — products of the 32-weight block types (q8_0, q4_0, q5_0)
+// with activations rounded to int8 per block of 32, as ggml's vec_dot does: the integer dot
+// product of a block is exact, so one multiply-add per 4 weights becomes one per block.
+//
+// What is computed, for a row x and a column w of K weights (K/32 blocks):
+//  1. x is quantized per block b as ggml's quantize_row_q8_0 does: d_x = max|x| / 127,
+//     q_x = round-half-even(x / d_x) (with ggml's 1 / d_x), so |q_x| <= 127; d_x stays float.
+//  2. Blocks go in pairs (2p, 2p + 1). A pair's 64 values are laid out as [block 2p elements
+//     0-15 | block 2p+1 elements 0-15 | block 2p elements 16-31 | block 2p+1 elements 16-31]
+//     (a q4_0 block's low nibbles, then its high ones), and lane l of 16 takes bytes 4l..4l+3:
+//     elements 16(l >> 3) + 4(l & 3) + 0..3 of block 2p + ((l >> 2) & 1).
+//  3. Lane l of the pair: the exact integer I = sum of q_w q_x over its 4 elements, then
+//     acc[l] = fma(float(I), d_w * d_x, acc[l]) for pairs in increasing order (an odd last block
+//     pairs with an empty one: I = 0 and d = 0).
+//  4. y = the 16 lanes added pairwise as quant_matmul.hpp does, plus the bias.
+// Nothing depends on the rows beside x or on threads: a row is bit-identical alone or batched.
+// The price is ggml's: x keeps about 8 bits per block instead of 24, an error of at most
+// d_x / 2 per activation (tests/test_quant_matmul.cpp bounds it).
+//
+// How: the weights are unsigned in the integer product (q4_0's nibbles 0..15, q5_0's 0..31,
+// q8_0's w + 128), so AVX512-VNNI's vpdpbusd (unsigned x signed bytes, 4 per lane) applies; the
+// offsets (8, 16, 128) times each lane's sum of q_x start the integer sum. Elsewhere the same
+// arithmetic in plain C++ (the portable test build proves both give the same bits).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "eigenformer/core/parallel.hpp"
+#include "eigenformer/core/types.hpp"
+#include "eigenformer/quant/blocks.hpp"
+#include "eigenformer/quant/quantized_matrix.hpp"
+
+namespace eigenformer {
+namespace detail {
+
+/// Whether columns of type t multiply int8 activations (the 32-weight block types).
+constexpr bool multiplies_int8(quant_type t) {
+  return t == quant_type::q8_0 || t == quant_type::q4_0 || t == quant_type::q5_0;
+}
+
+/// log2 of the offset making a type's weights unsigned: q_w = u - 2^shift.
+constexpr int int8_offset_shift(quant_type t) {
+  return t == quant_type::q8_0 ? 7 : t == quant_type::q4_0 ? 3 : 4;
+}
+
+/// Rows of x quantized per block, in the pair layout above. Per row: values [pairs x 64] int8,
+/// then scales [pairs x 16] float (each lane's d_x), then sums [pairs x 16] int32 (minus each
+/// lane's sum of q_x).
+struct int8_rows {
+  index_t pairs = 0;
+  unsigned char* data = nullptr;
+  static constexpr index_t row_bytes_per_pair = 64 + 16 * 4 + 16 * 4;
+  index_t row_bytes() const { return pairs * row_bytes_per_pair; }
+  const std::int8_t* values(index_t t) const {
+    return reinterpret_cast<const std::int8_t*>(data + t * row_bytes());
+  }
+  const float* scales(index_t t) const {
+    return reinterpret_cast<const float*>(data + t * row_bytes() + pairs * 64);
+  }
+  const std::int32_t* sums(index_t t) const {
+    return reinterpret_cast<const std::int32_t*>(data + t * row_bytes() + pairs * 128);
+  }
+};
+
+/// Position in a pair's 64 bytes of element e (0..31) of the pair's block `second` (0 or 1).
+constexpr index_t pair_position(index_t e, index_t second) {
+  return 32 * (e >> 4) + 16 * second + (e & 15);
+}
+
+/// ggml's per-block activation scale and its inverse.
+inline void int8_scale(float amax, float& d, float& inverse) {
+  d = amax / 127.0f;
+  inverse = d != 0.0f ? 1.0f / d : 0.0f;
+}
+
+/// Fills the scales and sums of pair p of a row whose values are in place.
+inline void int8_pair_lanes(const std::int8_t* values, const float d[2], float* scales,
+                            std::int32_t* sums) {
+  for (int l = 0; l < 16; ++l) {
+    scales[l] = d[(l >> 2) & 1];
+    std::int32_t s = 0;
+    for (int i = 0; i < 4; ++i) s += values[4 * l + i];
+    sums[l] = -s;
+  }
+}
+
+/// One row of K activations into the layout (the scalar reference; the AVX-512 version below
+/// computes the same values).
+inline void quantize_int8_row_scalar(const float* x, index_t K, index_t pairs, std::int8_t* values,
+                                     float* scales, std::int32_t* sums) {
+  const index_t blocks = K / 32;
+  for (index_t p = 0; p < pairs; ++p) {
+    float d[2] = {0.0f, 0.0f};
+    std::int8_t* v = values + 64 * p;
+    std::memset(v, 0, 64);
+    for (index_t second = 0; second < 2; ++second) {
+      const index_t b = 2 * p + second;
+      if (b >= blocks) break;
+      const float* xb = x + 32 * b;
+      float amax = 0.0f;
+      for (index_t e = 0; e < 32; ++e) amax = std::max(amax, std::fabs(xb[e]));
+      float inverse;
+      int8_scale(amax, d[second], inverse);
+      for (index_t e = 0; e < 32; ++e) {
+        const float r = xb[e] * inverse;
+        // NaN becomes -128 as the AVX-512 conversion makes it; finite values are within 127.
+        const int q = std::isnan(r) ? -128 : int(std::nearbyint(std::clamp(r, -128.0f, 127.0f)));
+        v[pair_position(e, second)] = static_cast<std::int8_t>(q);
+      }
+    }
+    int8_pair_lanes(v, d, scales + 16 * p, sums + 16 * p);
+  }
+}
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
+    defined(__AVX512VNNI__) && defined(__F16C__)
+#define EIGENFORMER_QUANT_VNNI 1
+
+/// [a, b] -> 16 lanes [a x4, b x4, a x4, b x4]: the pair layout's lane-to-block pattern.
+inline __m512 pair_pattern(__m128 ab) {
+  const __m512i pattern = _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0);
+  return _mm512_permutexvar_ps(pattern, _mm512_zextps128_ps512(ab));
+}
+
+inline void quantize_int8_row(const float* x, index_t K, index_t pairs, std::int8_t* values,
+                              float* scales, std::int32_t* sums) {
+  const index_t blocks = K / 32;
+  const __m512i ones = _mm512_set1_epi8(1);
+  for (index_t p = 0; p < pairs; ++p) {
+    alignas(16) float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    __m128i q[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(),
+                    _mm_setzero_si128()};
+    for (index_t second = 0; second < 2 && 2 * p + second < blocks; ++second) {
+      const float* xb = x + 32 * (2 * p + second);
+      const __m512 lo = _mm512_loadu_ps(xb), hi = _mm512_loadu_ps(xb + 16);
+      const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi)));
+      float inverse;
+      int8_scale(amax, d[second], inverse);
+      const __m512 inv = _mm512_set1_ps(inverse);
+      q[second] = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(lo, inv)));
+      q[2 + second] = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(hi, inv)));
+    }
+    const __m512i v = _mm512_inserti64x4(
+        _mm512_zextsi256_si512(_mm256_inserti128_si256(_mm256_castsi128_si256(q[0]), q[1], 1)),
+        _mm256_inserti128_si256(_mm256_castsi128_si256(q[2]), q[3], 1), 1);
+    _mm512_storeu_si512(values + 64 * p, v);
+    _mm512_storeu_ps(scales + 16 * p, pair_pattern(_mm_load_ps(d)));
+    const __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, v);
+    _mm512_storeu_si512(sums + 16 * p, _mm512_sub_epi32(_mm512_setzero_si512(), s));
+  }
+}
+#else
+inline void quantize_int8_row(const float* x, index_t K, index_t pairs, std::int8_t* values,
+                              float* scales, std::int32_t* sums) {
+  quantize_int8_row_scalar(x, K, pairs, values, scales, sums);
+}
+#endif
+
+/// x [T x K] -> its int8 rows in `buffer` (grown as needed; the caller's thread keeps it).
+template <class Buffer>
+int8_rows quantize_int8_rows(matrix_cref<float> x, Buffer& buffer) {
+  int8_rows rows;
+  const index_t K = x.cols(), T = x.rows();
+  rows.pairs = (K / 32 + 1) / 2;
+  const std::size_t bytes = std::size_t(T * rows.row_bytes());
+  if (buffer.size() < bytes) buffer.resize(bytes);
+  rows.data = buffer.data();
+  const auto one_row = [&](index_t t) {
+    quantize_int8_row(x.data() + t * x.outerStride(), K, rows.pairs,
+                      const_cast<std::int8_t*>(rows.values(t)), const_cast<float*>(rows.scales(t)),
+                      const_cast<std::int32_t*>(rows.sums(t)));
+  };
+  if (T < 16) {
+    for (index_t t = 0; t < T; ++t) one_row(t);
+  } else {
+    parallel_for(T, one_row);
+  }
+  return rows;
+}
+
+/// A pair of blocks of a column, unsigned, in the layout, with its two fp16 scales as floats
+/// (block_count 1: the second block is empty). The scalar reference of the loads below.
+template <quant_type T>
+inline void unpack_pair_scalar(const unsigned char* column, index_t b, index_t block_count,
+                               std::uint8_t* u, float d[2]) {
+  constexpr index_t bytes = T == quant_type::q8_0 ? 34 : T == quant_type::q4_0 ? 18 : 22;
+  std::memset(u, 0, 64);
+  d[0] = d[1] = 0.0f;
+  for (index_t second = 0; second < block_count; ++second) {
+    const unsigned char* block = column + (b + second) * bytes;
+    std::uint16_t d_bits;
+    std::memcpy(&d_bits, block, 2);
+    d[second] = fp16_value(d_bits);
+    for (index_t e = 0; e < 32; ++e) {
+      std::uint8_t value;
+      if constexpr (T == quant_type::q8_0) {
+        value = static_cast<std::uint8_t>(block[2 + e] ^ 0x80);
+      } else if constexpr (T == quant_type::q4_0) {
+        value = e < 16 ? block[2 + e] & 0x0f : block[2 + e - 16] >> 4;
+      } else {
+        std::uint32_t high;
+        std::memcpy(&high, block + 2, 4);
+        const unsigned char* qs = block + 6;
+        value = static_cast<std::uint8_t>((e < 16 ? qs[e] & 0x0f : qs[e - 16] >> 4) |
+                                          (((high >> e) & 1) << 4));
+      }
+      u[pair_position(e, second)] = value;
+    }
+  }
+}
+
+#if defined(EIGENFORMER_QUANT_VNNI)
+using int8_lanes = __m512;
+
+/// Pair (b, b + 1) of a column (or block b alone, Two = false): the unsigned weights in the
+/// layout, and the 16 lanes' weight scales.
+template <quant_type T, bool Two>
+inline void load_pair(const unsigned char* column, index_t b, __m512i& u, __m512& d) {
+  constexpr index_t bytes = T == quant_type::q8_0 ? 34 : T == quant_type::q4_0 ? 18 : 22;
+  const unsigned char* first = column + b * bytes;
+  const unsigned char* second = first + bytes;
+  std::uint16_t d0, d1 = 0;
+  std::memcpy(&d0, first, 2);
+  if (Two) std::memcpy(&d1, second, 2);
+  d = pair_pattern(
+      _mm_cvtph_ps(_mm_cvtsi32_si128(int(std::uint32_t(d0) | std::uint32_t(d1) << 16))));
+  if constexpr (T == quant_type::q8_0) {
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(first + 2));
+    const __m256i c = Two ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(second + 2))
+                          : _mm256_set1_epi8(char(0x80));
+    const __m512i ac = _mm512_inserti64x4(_mm512_zextsi256_si512(a), c, 1);
+    u = _mm512_xor_si512(_mm512_shuffle_i64x2(ac, ac, _MM_SHUFFLE(3, 1, 2, 0)),
+                         _mm512_set1_epi8(char(0x80)));
+  } else {
+    constexpr index_t qs = T == quant_type::q4_0 ? 2 : 6;
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(first + qs));
+    const __m128i c =
+        Two ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(second + qs)) : _mm_setzero_si128();
+    const __m256i ac = _mm256_inserti128_si256(_mm256_castsi128_si256(a), c, 1);
+    u = _mm512_and_si512(
+        _mm512_inserti64x4(_mm512_zextsi256_si512(ac), _mm256_srli_epi16(ac, 4), 1),
+        _mm512_set1_epi8(0x0f));
+    if constexpr (T == quant_type::q5_0) {
+      std::uint32_t h0, h1 = 0;
+      std::memcpy(&h0, first + 2, 4);
+      if (Two) std::memcpy(&h1, second + 2, 4);
+      const std::uint64_t mask = std::uint64_t(h0 & 0xffff) | std::uint64_t(h1 & 0xffff) << 16 |
+                                 std::uint64_t(h0 >> 16) << 32 | std::uint64_t(h1 >> 16) << 48;
+      u = _mm512_mask_add_epi8(u, _cvtu64_mask64(mask), u, _mm512_set1_epi8(16));
+    }
+  }
+}
+
+/// acc[r][c] += pair (b, b + 1) of columns c times rows r of x.
+template <quant_type T, bool Two, int R, int C>
+inline void int8_pair_step(const int8_rows& x, index_t t0, const unsigned char* const* column,
+                           index_t p, int8_lanes (&acc)[R][C]) {
+  __m512i u[C];
+  __m512 d[C];
+  for (int c = 0; c < C; ++c) load_pair<T, Two>(column[c], 2 * p, u[c], d[c]);
+  for (int r = 0; r < R; ++r) {
+    const __m512i xv = _mm512_loadu_si512(x.values(t0 + r) + 64 * p);
+    const __m512 dx = _mm512_loadu_ps(x.scales(t0 + r) + 16 * p);
+    const __m512i start =
+        _mm512_slli_epi32(_mm512_loadu_si512(x.sums(t0 + r) + 16 * p), int8_offset_shift(T));
+    for (int c = 0; c < C; ++c) {
+      const __m512i sum = _mm512_dpbusd_epi32(start, u[c], xv);
+      acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(d[c], dx), acc[r][c]);
+    }
+  }
+}
+
+/// Rows [t0, t0 + R) of x times columns [j0, j0 + C) of `c`, K = 32 `blocks`.
+template <quant_type T, int R, int C>
+inline void int8_tile(const int8_rows& x, index_t t0, const unsigned char* const* column,
+                      index_t blocks, int8_lanes (&acc)[R][C]) {
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
+  }
+  const index_t full = blocks / 2;
+  for (index_t p = 0; p < full; ++p) int8_pair_step<T, true, R, C>(x, t0, column, p, acc);
+  if (blocks % 2 != 0) int8_pair_step<T, false, R, C>(x, t0, column, full, acc);
+}
+#else
+struct int8_lanes {
+  float v[16];
+};
+
+/// The same arithmetic in plain C++: columns are unpacked one at a time into `u` and `d`.
+template <quant_type T, int R, int C>
+inline void int8_tile(const int8_rows& x, index_t t0, const unsigned char* const* column,
+                      index_t blocks, int8_lanes (&acc)[R][C]) {
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) acc[r][c] = int8_lanes{};
+  }
+  const index_t pairs = (blocks + 1) / 2;
+  for (index_t p = 0; p < pairs; ++p) {
+    const index_t count = std::min<index_t>(2, blocks - 2 * p);
+    for (int c = 0; c < C; ++c) {
+      std::uint8_t u[64];
+      float d[2];
+      unpack_pair_scalar<T>(column[c], 2 * p, count, u, d);
+      for (int r = 0; r < R; ++r) {
+        const std::int8_t* xv = x.values(t0 + r) + 64 * p;
+        const float* dx = x.scales(t0 + r) + 16 * p;
+        const std::int32_t* sums = x.sums(t0 + r) + 16 * p;
+        for (int l = 0; l < 16; ++l) {
+          std::int32_t sum = sums[l] * (std::int32_t(1) << int8_offset_shift(T));
+          for (int i = 0; i < 4; ++i) sum += std::int32_t(u[4 * l + i]) * xv[4 * l + i];
+          const float scale = d[(l >> 2) & 1] * dx[l];
+          acc[r][c].v[l] = std::fma(float(sum), scale, acc[r][c].v[l]);
+        }
+      }
+    }
+  }
+}
+#endif
+
+}  // namespace detail
+}  // namespace eigenformer
