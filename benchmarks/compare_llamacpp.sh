@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Quantized GGUF files side by side: eigenformer bench and llama.cpp's llama-bench on the same
+# files, same threads, one run, plus the machine's ceilings (../shared/limits) in that run.
+# Builds nothing: give a llama.cpp source tree whose build/bin has llama-bench and
+# llama-quantize (built from source).
+#   bash benchmarks/compare_llamacpp.sh LLAMA_CPP_DIR [shapes=smollm2-135m] [threads=1,2] \
+#        [types=F32,Q8_0,Q4_0,Q4_K_M]
+# For each shape: an F32 GGUF with random weights (make_random_gguf.py, llama.cpp's gguf-py),
+# llama-quantize to each type, then pp256 and tg64 on both programs. Our tg64 is measured after
+# a 128-token prompt (--depth 128, the issue's target); llama-bench c392e50 has no depth option,
+# so its tg64 starts from an empty context (the easier case for it). Ratio = ours / llama.cpp.
+# Needs: build/eigenformer, /usr/bin/python3 with numpy and python3-sentencepiece.
+set -euo pipefail
+llama=${1:?usage: compare_llamacpp.sh LLAMA_CPP_DIR [shapes] [threads] [types]}
+shapes=${2:-smollm2-135m}
+threads=${3:-1,2}
+types=${4:-F32,Q8_0,Q4_0,Q4_K_M}
+here="$(cd "$(dirname "$0")/.." && pwd)"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+limits="$here/../shared/limits/run.sh"
+if [ -f "$limits" ]; then bash "$limits" 2>&1 | grep -E "threads=|clock|GB/s" | head -8; fi
+for shape in ${shapes//,/ }; do
+  /usr/bin/python3 "$here/benchmarks/make_random_gguf.py" --gguf-py "$llama/gguf-py" \
+    --shape "$shape" --type f32 --out "$work/$shape.F32.gguf" >/dev/null
+  for type in ${types//,/ }; do
+    [ "$type" = F32 ] && continue
+    "$llama/build/bin/llama-quantize" "$work/$shape.F32.gguf" "$work/$shape.$type.gguf" "$type" \
+      >/dev/null 2>&1
+  done
+  for t in ${threads//,/ }; do
+    for type in ${types//,/ }; do
+      file="$work/$shape.$type.gguf"
+      "$here/build/eigenformer" bench --model "$file" -p 256 -n 64 --depth 128 --threads "$t" \
+        -r 3 --json 2>/dev/null | sed "s/^/ours $shape $type /" >>"$work/results"
+      "$llama/build/bin/llama-bench" -m "$file" -p 256 -n 64 -t "$t" -r 3 -o jsonl 2>/dev/null |
+        sed "s/^/llama $shape $type /" >>"$work/results"
+    done
+  done
+  ls -l "$work"/"$shape".*.gguf | awk '{print "#", $5, $NF}' >>"$work/results"
+done
+/usr/bin/python3 - "$work/results" <<'EOF'
+import json, sys
+rows = {}
+for line in open(sys.argv[1]):
+    if line.startswith("#"):
+        print(line.rstrip())
+        continue
+    who, shape, qtype, text = line.split(" ", 3)
+    j = json.loads(text)
+    if who == "ours":
+        test = "pp%d" % j["n_prompt"] if j["n_prompt"] else "tg%d" % j["n_gen"]
+        rate, threads = j["tokens_per_s"], j["threads"]
+    else:
+        test = "pp%d" % j["n_prompt"] if j["n_prompt"] else "tg%d" % j["n_gen"]
+        rate, threads = j["avg_ts"], j["n_threads"]
+    rows.setdefault((shape, qtype, threads, test), {})[who] = rate
+print("| shape | type | threads | test | eigenformer tok/s | llama.cpp tok/s | ratio |")
+print("|---|---|---:|---|---:|---:|---:|")
+for (shape, qtype, threads, test), r in rows.items():
+    ours, theirs = r.get("ours"), r.get("llama")
+    ratio = "%.2fx" % (ours / theirs) if ours and theirs else "-"
+    print("| %s | %s | %d | %s | %s | %s | %s |" % (shape, qtype, threads, test,
+          "%.1f" % ours if ours else "-", "%.1f" % theirs if theirs else "-", ratio))
+EOF
