@@ -418,7 +418,7 @@ void int8_columns(const int8_rows& x, index_t T, const quant_columns& c, index_t
   if (T == 1) {
     // A column is a few hundred bytes: 4 of them are too short a stream for the hardware
     // prefetcher to ramp up, so each step asks for the next 4 columns while it computes.
-    prefetch_columns(c, 0, std::min<index_t>(4, width));
+    prefetch_columns(c, 0, std::min<index_t>(8, width));
   }
   for (; t + 4 <= T; t += 4) {
     index_t j = 0;
@@ -427,10 +427,12 @@ void int8_columns(const int8_rows& x, index_t T, const quant_columns& c, index_t
   }
   for (; t < T; ++t) {
     index_t j = 0;
-    for (; j + 4 <= width; j += 4) {
-      if (T == 1) prefetch_columns(c, j + 4, std::min<index_t>(4, width - j - 4));
-      run(one{}, four{}, t, j);
+    using eight = std::integral_constant<int, 8>;
+    for (; j + 8 <= width; j += 8) {
+      if (T == 1) prefetch_columns(c, j + 8, std::min<index_t>(8, width - j - 8));
+      run(one{}, eight{}, t, j);
     }
+    for (; j + 4 <= width; j += 4) run(one{}, four{}, t, j);
     for (; j < width; ++j) run(one{}, one{}, t, j);
   }
 }
