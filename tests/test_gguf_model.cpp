@@ -90,9 +90,9 @@ TYPED_TEST(GgufModel, LogitsMatchTheFloat64ComputationOnTheFilesWeights) {
     EXPECT_LT(ref::relative_error(ef::forward(model, expected.tokens), expected.logits),
               tolerance<S>())
         << name;
-    // ... and by default (q8_0/q4_0/q5_0 times activations rounded to int8 per block, as ggml
-    // does) within what that rounding costs these tiny random models: 1.5-16% of the logits'
-    // norm (the kernel's arithmetic itself is checked bit for bit in test_quant_matmul).
+    // ... and by default (activations rounded to int8 per block of 32, as ggml does) within what
+    // that rounding costs these tiny random models: 1.5-16% of the logits' norm (the kernel's
+    // arithmetic itself is checked bit for bit in test_quant_matmul).
     ef::set_quant_activations(ef::quant_activations::int8);
     EXPECT_LT(ref::relative_error(ef::forward(model, expected.tokens), expected.logits), 0.25)
         << name;

@@ -73,12 +73,8 @@ matrix<double> naive(const matrix<float>& x, const quantized_matrix& q,
   return out;
 }
 
-// The 32-weight block types multiply activations rounded to int8 per block, as ggml does:
-// d = max|x| / 127, q = round-half-even(x * (1 / d)). Their value d q, in double.
-bool rounds_activations(quant_type t) {
-  return t == quant_type::q8_0 || t == quant_type::q4_0 || t == quant_type::q5_0;
-}
-
+// By default x is rounded to int8 per block of 32 before the product, as ggml does:
+// d = max|x| / 127, q = round-half-even(x * (1 / d)).
 struct int8_block {
   float d = 0.0f;
   int q[32] = {};
@@ -97,6 +93,7 @@ std::vector<int8_block> round_activations(const float* x, index_t K) {
   return blocks;
 }
 
+// Their value d q, in float (exact: 24 x 8 bits).
 matrix<float> rounded_activations(const matrix<float>& x) {
   matrix<float> rounded(x.rows(), x.cols());
   for (index_t t = 0; t < x.rows(); ++t) {
@@ -104,37 +101,97 @@ matrix<float> rounded_activations(const matrix<float>& x) {
     const auto blocks = round_activations(row.data(), x.cols());
     for (index_t k = 0; k < x.cols(); ++k) {
       const auto& block = blocks[std::size_t(k / 32)];
-      rounded(t, k) = float(double(block.d) * block.q[k % 32]);  // exact: 24 x 8 bits
+      rounded(t, k) = float(double(block.d) * block.q[k % 32]);
     }
   }
   return rounded;
 }
 
+float half(const unsigned char* p) {
+  return eigenformer::detail::fp16_value(std::uint16_t(p[0] | p[1] << 8));
+}
+
+// Weight k of column n as the formats lay it out (quant/blocks.hpp, quant/k_quants.hpp),
+// decoded here byte by byte: w = a (u - offset) - m, u >= 0 the stored code.
+struct weight_code {
+  int u = 0, offset = 0;
+  float a = 0.0f, m = 0.0f;
+};
+
+weight_code code_of(const quantized_matrix& q, index_t k, index_t n) {
+  const auto& s = q.segments.front();
+  const auto& traits = eigenformer::traits_of(s.type);
+  const unsigned char* block =
+      s.bytes.data() + (n - s.first) * s.row_bytes + k / traits.block_weights * traits.block_bytes;
+  const int e = int(k % 32), j = int(k % traits.block_weights) / 32;  // j: block of 32 in 256
+  weight_code c;
+  switch (s.type) {
+    case quant_type::q8_0:
+      c = {block[2 + e] ^ 0x80, 128, half(block), 0.0f};
+      break;
+    case quant_type::q4_0:
+      c = {e < 16 ? block[2 + e] & 15 : block[2 + e - 16] >> 4, 8, half(block), 0.0f};
+      break;
+    case quant_type::q5_0: {
+      const std::uint32_t high =
+          block[2] | block[3] << 8 | block[4] << 16 | std::uint32_t(block[5]) << 24;
+      const int low = e < 16 ? block[6 + e] & 15 : block[6 + e - 16] >> 4;
+      c = {low | int((high >> e) & 1) << 4, 16, half(block), 0.0f};
+      break;
+    }
+    case quant_type::q4_k:
+    case quant_type::q5_k: {
+      const unsigned char* packed = block + 4;  // 6-bit scale and min of each sub-block j
+      const int scale = j < 4 ? packed[j] & 63 : (packed[j + 4] & 15) | (packed[j - 4] >> 6) << 4;
+      const int min = j < 4 ? packed[j + 4] & 63 : (packed[j + 4] >> 4) | (packed[j] >> 6) << 4;
+      const unsigned char* qs = block + (s.type == quant_type::q4_k ? 16 : 48);
+      c.u = (qs[32 * (j / 2) + e] >> (4 * (j % 2))) & 15;
+      if (s.type == quant_type::q5_k) c.u |= ((block[16 + e] >> j) & 1) << 4;
+      c.a = half(block) * float(scale);
+      c.m = half(block + 2) * float(min);
+      break;
+    }
+    case quant_type::q6_k: {
+      const int h = j / 4, r = j % 4;
+      const int low = (block[64 * h + 32 * (r % 2) + e] >> (4 * (r / 2))) & 15;
+      const int high = (block[128 + 32 * h + e] >> (2 * r)) & 3;
+      c = {low | high << 4, 32,
+           half(block + 208) * float(static_cast<std::int8_t>(block[192 + 2 * j + e / 16])), 0.0f};
+      break;
+    }
+  }
+  return c;
+}
+
 // The summation order ops/quant_int8.hpp documents, written out in scalar code: pairs of blocks,
 // lane l taking elements 16(l >> 3) + 4(l & 3) + 0..3 of block 2p + ((l >> 2) & 1), an exact
-// integer sum times d_w d_x added with fma, then the 16 lanes pairwise and the bias. Every build
-// (AVX512-VNNI or portable) must give these bits.
-float int8_order(const float* x, index_t K, const matrix<float>& w, index_t n,
-                 const std::vector<float>& d_w, float bias) {
+// integer sum times the scales added with fma, then the 16 lanes pairwise and the bias. Every
+// build (AVX512-VNNI or portable) must give these bits.
+float int8_order(const float* x, index_t K, const quantized_matrix& q, index_t n, float bias) {
   const auto xb = round_activations(x, K);
   const index_t blocks = K / 32;
   float lanes[16] = {};
   for (index_t p = 0; p < (blocks + 1) / 2; ++p) {
     for (int l = 0; l < 16; ++l) {
       const index_t b = 2 * p + ((l >> 2) & 1);
-      std::int32_t sum = 0;
-      float scale = 0.0f * 0.0f;
-      if (b < blocks) {
-        const float d = d_w[std::size_t(b)];
-        for (int i = 0; i < 4; ++i) {
-          const index_t e = 16 * (l >> 3) + 4 * (l & 3) + i;
-          // The integer weight: w = d q exactly, so q = w / d.
-          const int q = d != 0.0f ? int(w(32 * b + e, n) / d) : 0;
-          sum += q * xb[std::size_t(b)].q[e];
-        }
-        scale = d * xb[std::size_t(b)].d;
+      if (b >= blocks) {  // the empty half of an odd last pair
+        lanes[l] = std::fma(0.0f, 0.0f, lanes[l]);
+        continue;
       }
-      lanes[l] = std::fma(float(sum), scale, lanes[l]);
+      std::int32_t sum = 0, x_sum = 0;
+      weight_code c;
+      for (int i = 0; i < 4; ++i) {
+        const index_t e = 16 * (l >> 3) + 4 * (l & 3) + i;
+        c = code_of(q, 32 * b + e, n);
+        sum += (c.u - c.offset) * xb[std::size_t(b)].q[e];
+        x_sum += xb[std::size_t(b)].q[e];
+      }
+      const float d_x = xb[std::size_t(b)].d;
+      if (c.offset == 0) {  // q4_k, q5_k: w = a u - m
+        lanes[l] = std::fma(std::fma(float(sum), c.a, float(-x_sum) * c.m), d_x, lanes[l]);
+      } else {
+        lanes[l] = std::fma(float(sum), c.a * d_x, lanes[l]);
+      }
     }
   }
   float s8[8], s4[4];
@@ -143,18 +200,14 @@ float int8_order(const float* x, index_t K, const matrix<float>& w, index_t n,
   return ((s4[0] + s4[2]) + (s4[1] + s4[3])) + bias;
 }
 
-// The fp16 scale of each block of column n (its first two bytes, for q8_0, q4_0 and q5_0).
-std::vector<float> block_scales(const quantized_matrix& q, index_t n) {
-  const auto& s = q.segments.front();
-  const auto& traits = eigenformer::traits_of(s.type);
-  std::vector<float> d;
-  for (index_t b = 0; b < q.rows / 32; ++b) {
-    const unsigned char* block =
-        s.bytes.data() + (n - s.first) * s.row_bytes + b * traits.block_bytes;
-    d.push_back(eigenformer::detail::fp16_value(std::uint16_t(block[0] | block[1] << 8)));
+// Sets how activations are multiplied for one scope.
+struct activations_scope {
+  eigenformer::quant_activations saved = eigenformer::get_quant_activations();
+  explicit activations_scope(eigenformer::quant_activations a) {
+    eigenformer::set_quant_activations(a);
   }
-  return d;
-}
+  ~activations_scope() { eigenformer::set_quant_activations(saved); }
+};
 
 matrix<float> run(const matrix<float>& x, const quantized_matrix& q, const std::vector<float>& b) {
   matrix<float> out(x.rows(), q.cols);
@@ -162,42 +215,57 @@ matrix<float> run(const matrix<float>& x, const quantized_matrix& q, const std::
   return out;
 }
 
-// Every type, one row (decoding) and several (prefill), against double loops over the weights
-// as ggml dequantizes them, times x — for the 32-weight block types, x rounded to int8 per block
-// as ggml does. The bound is float rounding of a sum of K + 1 terms, (K + 1) u sum |x w| with
-// u = 2^-24 (a wrong weight errs by about sum |x w| / K, far above it). The rounded x stays
-// within d_x / 2 of x, so those types are also held to that against the unrounded x.
+// Every type, one row (decoding) and several (prefill), both ways of multiplying, against
+// double loops over the weights as ggml dequantizes them times x — by default x rounded to int8
+// per block as ggml does. The bound is float rounding of a sum of K + 1 terms,
+// (K + 1) u sum |x| (|a (u - offset)| + |m|) with u = 2^-24 (a wrong weight errs by about
+// sum |x w| / K, far above it). The rounded x stays within d_x / 2 of x, so the int8 way is also
+// held to that against the unrounded x.
 TEST(QuantMatmul, MatchesDoubleLoopsOverDequantizedWeights) {
   ref::rng r(21);
-  for (const quant_type t : all_types) {
-    const index_t block = eigenformer::traits_of(t).block_weights;
-    for (const index_t K :
-         {block, 2 * block, 3 * block, block == 32 ? index_t(576) : index_t(768)}) {
-      const quantized_matrix q = random_quantized(K, {{t, 45}}, r);
-      std::vector<float> bias(45);
-      for (auto& v : bias) v = float(r.symmetric(1.0));
-      const matrix<float> w = eigenformer::dequantize(q);
-      for (const index_t T : {1, 2, 4, 7, 13}) {
-        const matrix<float> x = ref::random_matrix<float>(T, K, r);
-        const matrix<float> x_used = rounds_activations(t) ? rounded_activations(x) : x;
-        const matrix<double> expected = naive(x_used, q, bias);
-        const matrix<double> unrounded = naive(x, q, bias);
-        const matrix<float> got = run(x, q, bias);
-        for (index_t i = 0; i < T; ++i) {
-          const matrix<float> row = x.row(i);
-          const auto blocks = round_activations(row.data(), K);
-          for (index_t n = 0; n < q.cols; ++n) {
-            double magnitude = std::fabs(bias[std::size_t(n)]), rounding = 0.0;
-            for (index_t k = 0; k < K; ++k) {
-              magnitude += std::fabs(double(x_used(i, k)) * w(k, n));
-              rounding += std::fabs(double(w(k, n))) * blocks[std::size_t(k / 32)].d / 2;
-            }
-            const double bound = double(K + 1) * 0x1p-24 * magnitude + 1e-30;
-            ASSERT_NEAR(got(i, n), expected(i, n), bound)
-                << eigenformer::traits_of(t).name << " K=" << K << " T=" << T << " (" << i << ", "
-                << n << ")";
-            if (rounds_activations(t)) {
-              ASSERT_NEAR(got(i, n), unrounded(i, n), bound + rounding);
+  for (const auto mode :
+       {eigenformer::quant_activations::int8, eigenformer::quant_activations::exact}) {
+    const activations_scope scope(mode);
+    const bool int8 = mode == eigenformer::quant_activations::int8;
+    for (const quant_type t : all_types) {
+      const index_t block = eigenformer::traits_of(t).block_weights;
+      for (const index_t K :
+           {block, 2 * block, 3 * block, block == 32 ? index_t(576) : index_t(768)}) {
+        const quantized_matrix q = random_quantized(K, {{t, 45}}, r);
+        std::vector<float> bias(45);
+        for (auto& v : bias) v = float(r.symmetric(1.0));
+        const matrix<float> w = eigenformer::dequantize(q);
+        matrix<double> term(K, q.cols);  // |a (u - offset)| + |m|, at least |w|
+        for (index_t n = 0; n < q.cols; ++n) {
+          for (index_t k = 0; k < K; ++k) {
+            const weight_code c = code_of(q, k, n);
+            // The decoding above is the format's: it gives dequantize's value, bit for bit.
+            ASSERT_EQ(c.a * float(c.u - c.offset) - c.m, w(k, n)) << k << ", " << n;
+            term(k, n) = std::fabs(double(c.a) * (c.u - c.offset)) + std::fabs(double(c.m));
+          }
+        }
+        for (const index_t T : {1, 2, 4, 7, 13}) {
+          const matrix<float> x = ref::random_matrix<float>(T, K, r);
+          const matrix<float> x_used = int8 ? rounded_activations(x) : x;
+          const matrix<double> expected = naive(x_used, q, bias);
+          const matrix<double> unrounded = naive(x, q, bias);
+          const matrix<float> got = run(x, q, bias);
+          for (index_t i = 0; i < T; ++i) {
+            const matrix<float> row = x.row(i);
+            const auto blocks = round_activations(row.data(), K);
+            for (index_t n = 0; n < q.cols; ++n) {
+              double magnitude = std::fabs(bias[std::size_t(n)]), rounding = 0.0;
+              for (index_t k = 0; k < K; ++k) {
+                magnitude += std::fabs(double(x_used(i, k))) * term(k, n);
+                rounding += std::fabs(double(w(k, n))) * blocks[std::size_t(k / 32)].d / 2;
+              }
+              const double bound = double(K + 1) * 0x1p-24 * magnitude + 1e-30;
+              ASSERT_NEAR(got(i, n), expected(i, n), bound)
+                  << eigenformer::traits_of(t).name << " int8=" << int8 << " K=" << K << " T=" << T
+                  << " (" << i << ", " << n << ")";
+              if (int8) {
+                ASSERT_NEAR(got(i, n), unrounded(i, n), bound + rounding);
+              }
             }
           }
         }
@@ -206,15 +274,17 @@ TEST(QuantMatmul, MatchesDoubleLoopsOverDequantizedWeights) {
   }
 }
 
-// The int8 types give exactly the bits of the order ops/quant_int8.hpp documents, written out
-// in scalar code here: on one row, on batches (register tiles of 4 rows), with an odd block
-// count (the last pair half empty), in the AVX512-VNNI and the portable build alike.
-TEST(QuantMatmul, Int8TypesFollowTheDocumentedOrderBitForBit) {
+// With int8 activations every type gives exactly the bits of the order ops/quant_int8.hpp
+// documents, written out in scalar code here: on one row, on batches (register tiles of 4 rows),
+// with an odd block count (the last pair half empty), in the AVX512-VNNI and the portable build.
+TEST(QuantMatmul, Int8FollowsTheDocumentedOrderBitForBit) {
   ref::rng r(26);
-  for (const quant_type t : {quant_type::q8_0, quant_type::q4_0, quant_type::q5_0}) {
-    for (const index_t K : {index_t(32), index_t(96), index_t(576)}) {
+  for (const quant_type t : all_types) {
+    const bool k_quant = eigenformer::traits_of(t).block_weights == 256;
+    const std::vector<index_t> sizes =
+        k_quant ? std::vector<index_t>{256, 768} : std::vector<index_t>{32, 96, 576};
+    for (const index_t K : sizes) {
       const quantized_matrix q = random_quantized(K, {{t, 23}}, r);
-      const matrix<float> w = eigenformer::dequantize(q);
       std::vector<float> bias(23);
       for (auto& v : bias) v = float(r.symmetric(1.0));
       for (const index_t T : {1, 6}) {
@@ -222,10 +292,9 @@ TEST(QuantMatmul, Int8TypesFollowTheDocumentedOrderBitForBit) {
         x.row(0).head(32).setZero();  // an all-zero block: d = 0
         const matrix<float> got = run(x, q, bias);
         for (index_t n = 0; n < q.cols; ++n) {
-          const std::vector<float> d_w = block_scales(q, n);
           for (index_t i = 0; i < T; ++i) {
             const matrix<float> row = x.row(i);
-            ASSERT_EQ(got(i, n), int8_order(row.data(), K, w, n, d_w, bias[std::size_t(n)]))
+            ASSERT_EQ(got(i, n), int8_order(row.data(), K, q, n, bias[std::size_t(n)]))
                 << eigenformer::traits_of(t).name << " K=" << K << " T=" << T << " (" << i << ", "
                 << n << ")";
           }
@@ -235,13 +304,13 @@ TEST(QuantMatmul, Int8TypesFollowTheDocumentedOrderBitForBit) {
   }
 }
 
-// x = the identity picks out each weight: the kernels' dequantization (in registers where the
-// CPU allows) equals ggml's scalar reference bit for bit, for one row and for many. (The int8
-// types are checked weight by weight by the test above.)
+// With exact activations, x = the identity picks out each weight: the kernels' dequantization
+// (in registers where the CPU allows) equals ggml's scalar reference bit for bit, for one row
+// and for many. (The int8 way is checked weight by weight by the test above.)
 TEST(QuantMatmul, DequantizesEveryWeightExactlyAsGgml) {
+  const activations_scope scope(eigenformer::quant_activations::exact);
   ref::rng r(22);
   for (const quant_type t : all_types) {
-    if (rounds_activations(t)) continue;
     const index_t K = eigenformer::traits_of(t).block_weights == 32 ? 96 : 256;
     const quantized_matrix q = random_quantized(K, {{t, 19}}, r);
     const matrix<float> w = eigenformer::dequantize(q);
@@ -274,19 +343,23 @@ TEST(QuantMatmul, RowsAreBitIdenticalAloneInAnyBatchAndForAnyThreads) {
   for (auto& v : bias) v = float(r.symmetric(1.0));
   const matrix<float> x = ref::random_matrix<float>(40, K, r);
   const int threads = eigenformer::num_threads();
-  eigenformer::set_num_threads(1);
-  const matrix<float> batch = run(x, q, bias);
-  for (const int n_threads : {1, 2, 3}) {
-    eigenformer::set_num_threads(n_threads);
-    for (index_t t = 0; t < x.rows(); ++t) {
-      const matrix<float> alone = run(x.row(t), q, bias);
-      for (index_t n = 0; n < q.cols; ++n) ASSERT_EQ(alone(0, n), batch(t, n)) << t << ", " << n;
-    }
-    for (const index_t rows : {2, 5, 6, 7, 13}) {
-      const matrix<float> part = run(x.middleRows(40 - rows, rows), q, bias);
-      for (index_t t = 0; t < rows; ++t) {
-        for (index_t n = 0; n < q.cols; ++n)
-          ASSERT_EQ(part(t, n), batch(40 - rows + t, n)) << rows << ": " << t << ", " << n;
+  for (const auto mode :
+       {eigenformer::quant_activations::int8, eigenformer::quant_activations::exact}) {
+    const activations_scope scope(mode);
+    eigenformer::set_num_threads(1);
+    const matrix<float> batch = run(x, q, bias);
+    for (const int n_threads : {1, 2, 3}) {
+      eigenformer::set_num_threads(n_threads);
+      for (index_t t = 0; t < x.rows(); ++t) {
+        const matrix<float> alone = run(x.row(t), q, bias);
+        for (index_t n = 0; n < q.cols; ++n) ASSERT_EQ(alone(0, n), batch(t, n)) << t << ", " << n;
+      }
+      for (const index_t rows : {2, 5, 6, 7, 13}) {
+        const matrix<float> part = run(x.middleRows(40 - rows, rows), q, bias);
+        for (index_t t = 0; t < rows; ++t) {
+          for (index_t n = 0; n < q.cols; ++n)
+            ASSERT_EQ(part(t, n), batch(40 - rows + t, n)) << rows << ": " << t << ", " << n;
+        }
       }
     }
   }

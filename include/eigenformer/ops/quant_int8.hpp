@@ -1,6 +1,6 @@
-// eigenformer/ops/quant_int8.hpp — products of the 32-weight block types (q8_0, q4_0, q5_0)
-// with activations rounded to int8 per block of 32, as ggml's vec_dot does: the integer dot
-// product of a block is exact, so one multiply-add per 4 weights becomes one per block.
+// eigenformer/ops/quant_int8.hpp — products of quantized weights with activations rounded to
+// int8 per block of 32, as ggml's vec_dot does: the integer dot product of a block is exact, so
+// one multiply-add per 4 weights becomes one per block.
 //
 // What is computed, for a row x and a column w of K weights (K/32 blocks):
 //  1. x is quantized per block b as ggml's quantize_row_q8_0 does: d_x = max|x| / 127,
@@ -9,24 +9,32 @@
 //     0-15 | block 2p+1 elements 0-15 | block 2p elements 16-31 | block 2p+1 elements 16-31]
 //     (a q4_0 block's low nibbles, then its high ones), and lane l of 16 takes bytes 4l..4l+3:
 //     elements 16(l >> 3) + 4(l & 3) + 0..3 of block 2p + ((l >> 2) & 1).
-//  3. Lane l of the pair: the exact integer I = sum of q_w q_x over its 4 elements, then
-//     acc[l] = fma(float(I), d_w * d_x, acc[l]) for pairs in increasing order (an odd last block
-//     pairs with an empty one: I = 0 and d = 0).
+//  3. Each weight is a code u >= 0 times a scale a, less an offset: w = a (u - 2^s) for q8_0
+//     (u = q + 128, s = 7), q4_0 (s = 3), q5_0 (s = 4) and q6_k (s = 5), with a the block's d
+//     or, for q6_k, d times the int8 scale of the lane's 16 weights; w = a u - m for q4_k and
+//     q5_k, with a = d scale_j and m = dmin min_j of the lane's sub-block of 32 (a and m are
+//     exact products in float). Lane l of the pair, with S = the sum of its 4 q_x:
+//       offset types: I = sum (u - 2^s) q_x (exact),  acc[l] = fma(float(I), a d_x, acc[l])
+//       q4_k, q5_k:   I = sum u q_x (exact),  acc[l] = fma(fma(float(I), a, float(-S) m), d_x,
+//                     acc[l])
+//     for pairs in increasing order (an odd last block pairs with an empty one: I = 0, a = 0).
 //  4. y = the 16 lanes added pairwise as quant_matmul.hpp does, plus the bias.
 // Nothing depends on the rows beside x or on threads: a row is bit-identical alone or batched.
 // The price is ggml's: x keeps about 8 bits per block instead of 24, an error of at most
 // d_x / 2 per activation (tests/test_quant_matmul.cpp bounds it).
 //
-// How: the weights are unsigned in the integer product (q4_0's nibbles 0..15, q5_0's 0..31,
-// q8_0's w + 128), so AVX512-VNNI's vpdpbusd (unsigned x signed bytes, 4 per lane) applies; the
-// offsets (8, 16, 128) times each lane's sum of q_x start the integer sum. Elsewhere the same
-// arithmetic in plain C++ (the portable test build proves both give the same bits).
+// How: the codes are unsigned, so AVX512-VNNI's vpdpbusd (unsigned x signed bytes, 4 per lane)
+// applies; the offsets 2^s times each lane's -S start the integer sum. The k-quants unpack their
+// sub-block scales once per super-block of 256 and spread them over the lanes with one permute
+// per pair. Elsewhere the same arithmetic in plain C++ (the portable test build proves both give
+// the same bits).
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -35,20 +43,35 @@
 #include "eigenformer/core/parallel.hpp"
 #include "eigenformer/core/types.hpp"
 #include "eigenformer/quant/blocks.hpp"
+#include "eigenformer/quant/k_quants.hpp"
 #include "eigenformer/quant/quantized_matrix.hpp"
 
 namespace eigenformer {
 namespace detail {
 
-/// Whether columns of type t multiply int8 activations (the 32-weight block types).
-constexpr bool multiplies_int8(quant_type t) {
-  return t == quant_type::q8_0 || t == quant_type::q4_0 || t == quant_type::q5_0;
+/// Whether a type's weights are a u - m (q4_k, q5_k) rather than a (u - 2^s).
+constexpr bool has_min(quant_type t) {
+  return t == quant_type::q4_k || t == quant_type::q5_k;
 }
 
-/// log2 of the offset making a type's weights unsigned: q_w = u - 2^shift.
-constexpr int int8_offset_shift(quant_type t) {
-  return t == quant_type::q8_0 ? 7 : t == quant_type::q4_0 ? 3 : 4;
+/// Whether a type comes in super-blocks of 256 weights (8 blocks of 32, 4 pairs).
+constexpr bool is_k_quant(quant_type t) {
+  return t == quant_type::q4_k || t == quant_type::q5_k || t == quant_type::q6_k;
 }
+
+/// s of the offset 2^s making a type's weights unsigned codes: q_w = u - 2^s.
+constexpr int int8_offset_shift(quant_type t) {
+  return t == quant_type::q8_0 ? 7 : t == quant_type::q4_0 ? 3 : t == quant_type::q6_k ? 5 : 4;
+}
+
+/// Bytes per block (or super-block) of a type, at compile time.
+template <quant_type T>
+inline constexpr index_t block_bytes_of = T == quant_type::q8_0   ? index_t(sizeof(block_q8_0))
+                                          : T == quant_type::q4_0 ? index_t(sizeof(block_q4_0))
+                                          : T == quant_type::q5_0 ? index_t(sizeof(block_q5_0))
+                                          : T == quant_type::q4_k ? index_t(sizeof(block_q4_k))
+                                          : T == quant_type::q5_k ? index_t(sizeof(block_q5_k))
+                                                                  : index_t(sizeof(block_q6_k));
 
 /// Rows of x quantized per block, in the pair layout above. Per row: values [pairs x 64] int8,
 /// then scales [pairs x 16] float (each lane's d_x), then sums [pairs x 16] int32 (minus each
@@ -67,6 +90,11 @@ struct int8_rows {
   const std::int32_t* sums(index_t t) const {
     return reinterpret_cast<const std::int32_t*>(data + t * row_bytes() + pairs * 128);
   }
+  std::int8_t* values(index_t t) {
+    return const_cast<std::int8_t*>(std::as_const(*this).values(t));
+  }
+  float* scales(index_t t) { return const_cast<float*>(std::as_const(*this).scales(t)); }
+  std::int32_t* sums(index_t t) { return const_cast<std::int32_t*>(std::as_const(*this).sums(t)); }
 };
 
 /// Position in a pair's 64 bytes of element e (0..31) of the pair's block `second` (0 or 1).
@@ -173,9 +201,8 @@ int8_rows quantize_int8_rows(matrix_cref<float> x, Buffer& buffer) {
   if (buffer.size() < bytes) buffer.resize(bytes);
   rows.data = buffer.data();
   const auto one_row = [&](index_t t) {
-    quantize_int8_row(x.data() + t * x.outerStride(), K, rows.pairs,
-                      const_cast<std::int8_t*>(rows.values(t)), const_cast<float*>(rows.scales(t)),
-                      const_cast<std::int32_t*>(rows.sums(t)));
+    quantize_int8_row(x.data() + t * x.outerStride(), K, rows.pairs, rows.values(t), rows.scales(t),
+                      rows.sums(t));
   };
   if (T < 16) {
     for (index_t t = 0; t < T; ++t) one_row(t);
@@ -185,45 +212,76 @@ int8_rows quantize_int8_rows(matrix_cref<float> x, Buffer& buffer) {
   return rows;
 }
 
-/// A pair of blocks of a column, unsigned, in the layout, with its two fp16 scales as floats
-/// (block_count 1: the second block is empty). The scalar reference of the loads below.
+/// A pair of a column in the layout: the unsigned codes u, and per lane the scale a and the
+/// min m (0 but for q4_k and q5_k). `p` counts pairs from the column's start; `block_count` is
+/// 1 when the second block is empty. The scalar reference of the loads below.
 template <quant_type T>
-inline void unpack_pair_scalar(const unsigned char* column, index_t b, index_t block_count,
-                               std::uint8_t* u, float d[2]) {
-  constexpr index_t bytes = T == quant_type::q8_0 ? 34 : T == quant_type::q4_0 ? 18 : 22;
+inline void unpack_pair_scalar(const unsigned char* column, index_t p, index_t block_count,
+                               std::uint8_t* u, float a[16], float m[16]) {
   std::memset(u, 0, 64);
-  d[0] = d[1] = 0.0f;
+  float block_a[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}};  // [second][element 0-15 or 16-31]
+  float block_m[2] = {0.0f, 0.0f};
   for (index_t second = 0; second < block_count; ++second) {
-    const unsigned char* block = column + (b + second) * bytes;
-    std::uint16_t d_bits;
-    std::memcpy(&d_bits, block, 2);
-    d[second] = fp16_value(d_bits);
+    const index_t b = 2 * p + second;
     for (index_t e = 0; e < 32; ++e) {
-      std::uint8_t value;
-      if constexpr (T == quant_type::q8_0) {
-        value = static_cast<std::uint8_t>(block[2 + e] ^ 0x80);
-      } else if constexpr (T == quant_type::q4_0) {
-        value = e < 16 ? block[2 + e] & 0x0f : block[2 + e - 16] >> 4;
+      int value = 0;
+      if constexpr (is_k_quant(T)) {
+        const unsigned char* sb = column + (b / 8) * block_bytes_of<T>;
+        const int j = int(b % 8);  // the block of 32 within the super-block
+        if constexpr (T == quant_type::q6_k) {
+          const auto* q = reinterpret_cast<const block_q6_k*>(sb);
+          const int h = j / 4, r = j % 4;
+          const int low = (q->ql[64 * h + 32 * (r % 2) + e] >> (4 * (r / 2))) & 15;
+          const int high = (q->qh[32 * h + e] >> (2 * r)) & 3;
+          value = low | high << 4;
+          const float d = fp16_value(q->d);
+          block_a[second][e / 16] = d * float(q->scales[2 * j + e / 16]);
+        } else {
+          std::uint16_t d_bits, dmin_bits;
+          std::memcpy(&d_bits, sb, 2);
+          std::memcpy(&dmin_bits, sb + 2, 2);
+          const std::uint8_t* packed = sb + 4;
+          const std::uint8_t* qs = sb + (T == quant_type::q4_k ? 16 : 48);
+          value = (qs[32 * (j / 2) + e] >> (4 * (j % 2))) & 15;
+          if constexpr (T == quant_type::q5_k) value |= ((sb[16 + e] >> j) & 1) << 4;
+          int scale, min;
+          k_quant_scale_min(j, packed, scale, min);
+          block_a[second][e / 16] = fp16_value(d_bits) * float(scale);
+          block_m[second] = fp16_value(dmin_bits) * float(min);
+        }
       } else {
-        std::uint32_t high;
-        std::memcpy(&high, block + 2, 4);
-        const unsigned char* qs = block + 6;
-        value = static_cast<std::uint8_t>((e < 16 ? qs[e] & 0x0f : qs[e - 16] >> 4) |
-                                          (((high >> e) & 1) << 4));
+        const unsigned char* block = column + b * block_bytes_of<T>;
+        std::uint16_t d_bits;
+        std::memcpy(&d_bits, block, 2);
+        block_a[second][0] = block_a[second][1] = fp16_value(d_bits);
+        if constexpr (T == quant_type::q8_0) {
+          value = block[2 + e] ^ 0x80;
+        } else if constexpr (T == quant_type::q4_0) {
+          value = e < 16 ? block[2 + e] & 0x0f : block[2 + e - 16] >> 4;
+        } else {
+          std::uint32_t high;
+          std::memcpy(&high, block + 2, 4);
+          const unsigned char* qs = block + 6;
+          value = (e < 16 ? qs[e] & 0x0f : qs[e - 16] >> 4) | int((high >> e) & 1) << 4;
+        }
       }
-      u[pair_position(e, second)] = value;
+      u[pair_position(e, second)] = static_cast<std::uint8_t>(value);
     }
+  }
+  for (int l = 0; l < 16; ++l) {
+    a[l] = block_a[(l >> 2) & 1][l >> 3];
+    m[l] = block_m[(l >> 2) & 1];
   }
 }
 
 #if defined(EIGENFORMER_QUANT_VNNI)
 using int8_lanes = __m512;
 
-/// Pair (b, b + 1) of a column (or block b alone, Two = false): the unsigned weights in the
-/// layout, and the 16 lanes' weight scales.
+/// Pair (b, b + 1) of a column of a 32-weight block type (or block b alone, Two = false): the
+/// unsigned codes in the layout, and the 16 lanes' weight scales.
 template <quant_type T, bool Two>
 inline void load_pair(const unsigned char* column, index_t b, __m512i& u, __m512& d) {
-  constexpr index_t bytes = T == quant_type::q8_0 ? 34 : T == quant_type::q4_0 ? 18 : 22;
+  constexpr index_t bytes = block_bytes_of<T>;
   const unsigned char* first = column + b * bytes;
   const unsigned char* second = first + bytes;
   std::uint16_t d0, d1 = 0;
@@ -258,7 +316,89 @@ inline void load_pair(const unsigned char* column, index_t b, __m512i& u, __m512
   }
 }
 
-/// acc[r][c] += pair (b, b + 1) of columns c times rows r of x.
+/// [block 2c elements 0-31 | block 2c+1 elements 0-31] -> the pair layout.
+inline __m512i to_pair_layout(__m512i v) {
+  return _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+/// A k-quant super-block's scales as floats: q4_k/q5_k [a_0..a_7, m_0..m_7] of its 8
+/// sub-blocks of 32; q6_k [a_0..a_15] of its 16 sub-blocks of 16.
+template <quant_type T>
+inline __m512 k_scales(const unsigned char* sb) {
+  if constexpr (T == quant_type::q6_k) {
+    const auto* q = reinterpret_cast<const block_q6_k*>(sb);
+    const __m128i s = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q->scales));
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(s)),
+                         _mm512_set1_ps(fp16_value(q->d)));
+  } else {
+    std::uint16_t d_bits, dmin_bits;
+    std::uint32_t w[3];
+    std::memcpy(&d_bits, sb, 2);
+    std::memcpy(&dmin_bits, sb + 2, 2);
+    std::memcpy(w, sb + 4, 12);
+    // k_quant_scale_min for all 8 sub-blocks at once, a byte each.
+    const std::uint64_t scales = std::uint64_t(w[0] & 0x3f3f3f3fu) |
+                                 std::uint64_t((w[2] & 0x0f0f0f0fu) | ((w[0] >> 2) & 0x30303030u))
+                                     << 32;
+    const std::uint64_t mins =
+        std::uint64_t(w[1] & 0x3f3f3f3fu) |
+        std::uint64_t(((w[2] >> 4) & 0x0f0f0f0fu) | ((w[1] >> 2) & 0x30303030u)) << 32;
+    const __m512 sm = _mm512_cvtepi32_ps(
+        _mm512_cvtepu8_epi32(_mm_set_epi64x(std::int64_t(mins), std::int64_t(scales))));
+    const __m512 d = _mm512_mask_mov_ps(_mm512_set1_ps(fp16_value(d_bits)), __mmask16(0xff00),
+                                        _mm512_set1_ps(fp16_value(dmin_bits)));
+    return _mm512_mul_ps(sm, d);
+  }
+}
+
+/// The unsigned codes of pair c (0..3) of a k-quant super-block, in the layout.
+template <quant_type T>
+inline __m512i load_k_pair(const unsigned char* sb, int c) {
+  const __m512i low4 = _mm512_set1_epi8(0x0f);
+  if constexpr (T == quant_type::q6_k) {
+    const int h = c / 2;  // which 128 weights
+    const auto* q = reinterpret_cast<const block_q6_k*>(sb);
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q->ql + 64 * h));
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q->ql + 64 * h + 32));
+    const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q->qh + 32 * h));
+    __m512i low = _mm512_inserti64x4(_mm512_zextsi256_si512(a), b, 1);
+    __m512i high = _mm512_inserti64x4(_mm512_zextsi256_si512(hb), _mm256_srli_epi16(hb, 2), 1);
+    if (c % 2 != 0) {  // blocks 2 and 3 of the 128: high nibbles, bits 4-7 of qh
+      low = _mm512_srli_epi16(low, 4);
+      high = _mm512_srli_epi16(high, 4);
+    }
+    const __m512i u =
+        _mm512_or_si512(_mm512_and_si512(low, low4),
+                        _mm512_and_si512(_mm512_slli_epi16(high, 4), _mm512_set1_epi8(0x30)));
+    return to_pair_layout(u);
+  } else {
+    const unsigned char* qs = sb + (T == quant_type::q4_k ? 16 : 48) + 32 * c;
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs));
+    __m512i u = _mm512_and_si512(
+        _mm512_inserti64x4(_mm512_zextsi256_si512(v), _mm256_srli_epi16(v, 4), 1), low4);
+    if constexpr (T == quant_type::q5_k) {
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb + 16));
+      const __m512i hh = _mm512_inserti64x4(_mm512_zextsi256_si512(h), _mm256_srli_epi16(h, 1), 1);
+      const __mmask64 fifth = _mm512_test_epi8_mask(hh, _mm512_set1_epi8(char(1 << (2 * c))));
+      u = _mm512_mask_add_epi8(u, fifth, u, _mm512_set1_epi8(16));
+    }
+    return to_pair_layout(u);
+  }
+}
+
+/// For pair c of a super-block: the lanes' index into k_scales' a values (m: + 8).
+template <quant_type T>
+inline __m512i k_scale_index(int c) {
+  if constexpr (T == quant_type::q6_k) {  // 16 weights per scale: 4c + 2 second + (l >> 3)
+    return _mm512_add_epi32(_mm512_set1_epi32(4 * c),
+                            _mm512_set_epi32(3, 3, 3, 3, 1, 1, 1, 1, 2, 2, 2, 2, 0, 0, 0, 0));
+  } else {  // 32 weights per scale: 2c + second
+    return _mm512_add_epi32(_mm512_set1_epi32(2 * c),
+                            _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0));
+  }
+}
+
+/// acc[r][c] += pair (b, b + 1) of columns c times rows r of x (32-weight block types).
 template <quant_type T, bool Two, int R, int C>
 inline void int8_pair_step(const int8_rows& x, index_t t0, const unsigned char* const* column,
                            index_t p, int8_lanes (&acc)[R][C]) {
@@ -277,6 +417,39 @@ inline void int8_pair_step(const int8_rows& x, index_t t0, const unsigned char* 
   }
 }
 
+/// acc[r][c] += super-block sb of columns c times rows r of x (k-quants).
+template <quant_type T, int R, int C>
+inline void int8_superblock_step(const int8_rows& x, index_t t0, const unsigned char* const* column,
+                                 index_t sb, int8_lanes (&acc)[R][C]) {
+  __m512 scales[C];
+  for (int c = 0; c < C; ++c) scales[c] = k_scales<T>(column[c] + sb * block_bytes_of<T>);
+  for (int pair = 0; pair < 4; ++pair) {
+    const index_t p = 4 * sb + pair;
+    const __m512i index = k_scale_index<T>(pair);
+    for (int c = 0; c < C; ++c) {
+      const __m512i u = load_k_pair<T>(column[c] + sb * block_bytes_of<T>, pair);
+      const __m512 a = _mm512_permutexvar_ps(index, scales[c]);
+      for (int r = 0; r < R; ++r) {
+        const __m512i xv = _mm512_loadu_si512(x.values(t0 + r) + 64 * p);
+        const __m512 dx = _mm512_loadu_ps(x.scales(t0 + r) + 16 * p);
+        const __m512i sums = _mm512_loadu_si512(x.sums(t0 + r) + 16 * p);
+        if constexpr (has_min(T)) {
+          const __m512 m =
+              _mm512_permutexvar_ps(_mm512_add_epi32(index, _mm512_set1_epi32(8)), scales[c]);
+          const __m512i sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, xv);
+          const __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), a,
+                                           _mm512_mul_ps(_mm512_cvtepi32_ps(sums), m));
+          acc[r][c] = _mm512_fmadd_ps(v, dx, acc[r][c]);
+        } else {
+          const __m512i start = _mm512_slli_epi32(sums, int8_offset_shift(T));
+          const __m512i sum = _mm512_dpbusd_epi32(start, u, xv);
+          acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(a, dx), acc[r][c]);
+        }
+      }
+    }
+  }
+}
+
 /// Rows [t0, t0 + R) of x times columns [j0, j0 + C) of `c`, K = 32 `blocks`.
 template <quant_type T, int R, int C>
 inline void int8_tile(const int8_rows& x, index_t t0, const unsigned char* const* column,
@@ -284,16 +457,21 @@ inline void int8_tile(const int8_rows& x, index_t t0, const unsigned char* const
   for (int r = 0; r < R; ++r) {
     for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
   }
-  const index_t full = blocks / 2;
-  for (index_t p = 0; p < full; ++p) int8_pair_step<T, true, R, C>(x, t0, column, p, acc);
-  if (blocks % 2 != 0) int8_pair_step<T, false, R, C>(x, t0, column, full, acc);
+  if constexpr (is_k_quant(T)) {
+    for (index_t sb = 0; sb < blocks / 8; ++sb)
+      int8_superblock_step<T, R, C>(x, t0, column, sb, acc);
+  } else {
+    const index_t full = blocks / 2;
+    for (index_t p = 0; p < full; ++p) int8_pair_step<T, true, R, C>(x, t0, column, p, acc);
+    if (blocks % 2 != 0) int8_pair_step<T, false, R, C>(x, t0, column, full, acc);
+  }
 }
 #else
 struct int8_lanes {
   float v[16];
 };
 
-/// The same arithmetic in plain C++: columns are unpacked one at a time into `u` and `d`.
+/// The same arithmetic in plain C++: columns are unpacked one pair at a time.
 template <quant_type T, int R, int C>
 inline void int8_tile(const int8_rows& x, index_t t0, const unsigned char* const* column,
                       index_t blocks, int8_lanes (&acc)[R][C]) {
@@ -305,17 +483,21 @@ inline void int8_tile(const int8_rows& x, index_t t0, const unsigned char* const
     const index_t count = std::min<index_t>(2, blocks - 2 * p);
     for (int c = 0; c < C; ++c) {
       std::uint8_t u[64];
-      float d[2];
-      unpack_pair_scalar<T>(column[c], 2 * p, count, u, d);
+      float a[16], m[16];
+      unpack_pair_scalar<T>(column[c], p, count, u, a, m);
       for (int r = 0; r < R; ++r) {
         const std::int8_t* xv = x.values(t0 + r) + 64 * p;
         const float* dx = x.scales(t0 + r) + 16 * p;
         const std::int32_t* sums = x.sums(t0 + r) + 16 * p;
         for (int l = 0; l < 16; ++l) {
-          std::int32_t sum = sums[l] * (std::int32_t(1) << int8_offset_shift(T));
+          std::int32_t sum = has_min(T) ? 0 : sums[l] * (std::int32_t(1) << int8_offset_shift(T));
           for (int i = 0; i < 4; ++i) sum += std::int32_t(u[4 * l + i]) * xv[4 * l + i];
-          const float scale = d[(l >> 2) & 1] * dx[l];
-          acc[r][c].v[l] = std::fma(float(sum), scale, acc[r][c].v[l]);
+          float& lane = acc[r][c].v[l];
+          if constexpr (has_min(T)) {
+            lane = std::fma(std::fma(float(sum), a[l], float(sums[l]) * m[l]), dx[l], lane);
+          } else {
+            lane = std::fma(float(sum), a[l] * dx[l], lane);
+          }
         }
       }
     }

@@ -1,16 +1,15 @@
 // eigenformer/ops/quant_matmul.hpp — y = x W + b with W in ggml's quantized blocks
 // (quant/quantized_matrix.hpp), x and y float.
 //
-// Two kinds of columns:
-//  - The 32-weight block types (q8_0, q4_0, q5_0) by default multiply x rounded to int8 per
-//    block, as ggml's vec_dot does, with exact integer dot products per block: the arithmetic
-//    and its fixed order are in ops/quant_int8.hpp. set_quant_activations(exact) makes them
-//    take the path below instead.
-//  - The k-quants (q4_k, q5_k, q6_k), and every type in `exact` mode: each weight is dequantized
-//    exactly as ggml does (d * q and friends, exact in float) and multiplied with the float
-//    activations, which keep their 24 bits. Each output y(t, n) is summed in one fixed order: 16
-//    running sums, lane l taking k = l, l + 16, l + 32, ... with fused multiply-adds in
-//    increasing k, then added pairwise (lane i + lane i + 8, then + 4, + 2, + 1), then the bias.
+// Two ways to multiply, chosen with set_quant_activations:
+//  - int8 (the default): x rounded to int8 per block of 32, as ggml's vec_dot does, with exact
+//    integer dot products per block: the arithmetic and its fixed order are in
+//    ops/quant_int8.hpp.
+//  - exact: each weight is dequantized exactly as ggml does (d * q and friends, exact in float)
+//    and multiplied with the float activations, which keep their 24 bits. Each output y(t, n)
+//    is summed in one fixed order: 16 running sums, lane l taking k = l, l + 16, l + 32, ...
+//    with fused multiply-adds in increasing k, then added pairwise (lane i + lane i + 8, then
+//    + 4, + 2, + 1), then the bias.
 // Neither order depends on how many rows x has, which rows they are batched with, or how many
 // threads run — so a sequence's logits are bit-identical alone or in a batch.
 //
@@ -396,7 +395,7 @@ inline void quant_tiles(matrix_cref<float> x, const float* w, index_t K, index_t
   }
 }
 
-/// Rows [0, T) of `x` (int8 rows) times `width` columns of `c` (a 32-weight block type).
+/// Rows [0, T) of `x` (int8 rows) times `width` columns of `c`.
 template <quant_type Q>
 void int8_columns(const int8_rows& x, index_t T, const quant_columns& c, index_t K, index_t width,
                   const float* bias, matrix_ref<float> out, index_t n0) {
@@ -416,8 +415,8 @@ void int8_columns(const int8_rows& x, index_t T, const quant_columns& c, index_t
   using four = std::integral_constant<int, 4>;
   index_t t = 0;
   if (T == 1) {
-    // A column is a few hundred bytes: 4 of them are too short a stream for the hardware
-    // prefetcher to ramp up, so each step asks for the next 4 columns while it computes.
+    // A column is a few hundred bytes: 8 of them are too short a stream for the hardware
+    // prefetcher to ramp up, so each step asks for the next 8 columns while it computes.
     prefetch_columns(c, 0, std::min<index_t>(8, width));
   }
   for (; t + 4 <= T; t += 4) {
@@ -439,10 +438,10 @@ void int8_columns(const int8_rows& x, index_t T, const quant_columns& c, index_t
 
 }  // namespace detail
 
-/// How the 32-weight block types (q8_0, q4_0, q5_0) multiply their activations: `int8` rounds
-/// them per block of 32 as ggml does (ops/quant_int8.hpp; the default, 1.5-2x faster), `exact`
-/// keeps them in float as the k-quants always do. Either way a row's result does not depend on
-/// its batch or the thread count. Process-wide, like the thread count.
+/// How quantized weights multiply their activations: `int8` rounds them per block of 32 as
+/// ggml does (ops/quant_int8.hpp; the default, 1.5-2x faster), `exact` keeps them in float.
+/// Either way a row's result does not depend on its batch or the thread count. Process-wide,
+/// like the thread count.
 enum class quant_activations { int8, exact };
 
 namespace detail {
@@ -473,16 +472,12 @@ inline void quant_matmul(matrix_cref<float> x, const quantized_matrix& w, const 
   // Blocks of up to 32 columns that never straddle two segments, numbered segment by segment.
   index_t block_count = 0;
   const bool int8 = get_quant_activations() == quant_activations::int8;
-  bool any_int8 = false;
-  for (const auto& s : w.segments) {
+  for (const auto& s : w.segments)
     block_count += (s.cols + quant_block_cols - 1) / quant_block_cols;
-    any_int8 = any_int8 || (int8 && detail::multiplies_int8(s.type));
-  }
-  // The 32-weight block types multiply x rounded to int8 per block (ops/quant_int8.hpp),
-  // quantized once here for all their columns.
+  // x rounded to int8 per block (ops/quant_int8.hpp), once here for all the columns.
   thread_local std::vector<unsigned char, Eigen::aligned_allocator<unsigned char>> int8_buffer;
   const detail::int8_rows x_int8 =
-      any_int8 ? detail::quantize_int8_rows(x, int8_buffer) : detail::int8_rows{};
+      int8 ? detail::quantize_int8_rows(x, int8_buffer) : detail::int8_rows{};
   parallel_for(block_count, [&](index_t b) {
     const quantized_matrix::segment* segment = w.segments.data();
     for (;; ++segment) {
@@ -496,11 +491,9 @@ inline void quant_matmul(matrix_cref<float> x, const quantized_matrix& w, const 
     const detail::quant_columns columns{s.type, traits.block_weights, traits.block_bytes,
                                         s.bytes.data() + first * s.row_bytes, s.row_bytes};
     const index_t n0 = s.first + first;
-    if (int8 && detail::multiplies_int8(s.type)) {
+    if (int8) {
       return detail::with_quant_type(s.type, [&](auto type) {
-        constexpr quant_type q = decltype(type)::value;
-        if constexpr (detail::multiplies_int8(q))
-          detail::int8_columns<q>(x_int8, T, columns, K, width, bias, out, n0);
+        detail::int8_columns<decltype(type)::value>(x_int8, T, columns, K, width, bias, out, n0);
       });
     }
     if (T == 1) return detail::quant_decode(x.data(), columns, K, width, bias, out, n0);
