@@ -1,7 +1,8 @@
 // quant/k_quants.hpp: q4_k, q5_k and q6_k super-blocks of random bytes (finite fp16 scales)
 // dequantize to exactly the floats llama.cpp's gguf-py computes (tests/make_quant_fixtures.py);
 // random bytes set every bit of the packed 6-bit scales and mins, the fifth bits and the 2-bit
-// pairs. Whole files of each type are checked through logits in test_gguf_model.
+// pairs. Whole files of each type are checked through logits in test_gguf_model. Quantizing
+// q4_k and q6_k gives llama-quantize's bytes (tests/make_k_quant_fixtures.py).
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -60,10 +61,43 @@ TEST(KQuants, DequantizeLikeGgml) {
   }
 }
 
+// Quantizing: float rows (plain, heavy-tailed, one-signed, zero, constant sub-blocks, tiny,
+// huge, integer ties, outliers, sparse) give the very bytes llama-quantize writes for them
+// (tests/make_k_quant_fixtures.py).
+TEST(KQuants, QuantizeLikeLlamaQuantize) {
+  std::ifstream in(std::string(EIGENFORMER_FIXTURES_DIR) + "/quant/k_quantize.json");
+  ASSERT_TRUE(in);
+  const auto fixture = nlohmann::json::parse(in);
+  const auto& rows = fixture["rows"];
+  ASSERT_GE(rows.size(), 60u);
+  for (const char* type : {"q4_k", "q6_k"}) {
+    ASSERT_EQ(fixture[type].size(), rows.size());
+    for (std::size_t r = 0; r < rows.size(); ++r) {
+      const auto x_bytes = from_hex(rows[r]);
+      std::vector<float> x(x_bytes.size() / 4);
+      std::memcpy(x.data(), x_bytes.data(), x_bytes.size());
+      const auto want = from_hex(fixture[type][r]);
+      std::vector<unsigned char> got(want.size());
+      if (std::string(type) == "q4_k") {
+        ASSERT_EQ(want.size(), sizeof(ef::block_q4_k));
+        ef::quantize_row_q4_k(x.data(), reinterpret_cast<ef::block_q4_k*>(got.data()), 256);
+      } else {
+        ASSERT_EQ(want.size(), sizeof(ef::block_q6_k));
+        ef::quantize_row_q6_k(x.data(), reinterpret_cast<ef::block_q6_k*>(got.data()), 256);
+      }
+      for (std::size_t i = 0; i < want.size(); ++i)
+        ASSERT_EQ(int(got[i]), int(want[i])) << type << " row " << r << " byte " << i;
+    }
+  }
+}
+
 TEST(KQuants, RefusesRowsThatAreNotWholeSuperBlocks) {
   std::vector<ef::block_q4_k> blocks(1);
   std::vector<float> y(512);
   EXPECT_THROW(ef::dequantize_row_q4_k(blocks.data(), y.data(), 128), ef::shape_error);
+  EXPECT_THROW(ef::quantize_row_q4_k(y.data(), blocks.data(), 128), ef::shape_error);
+  std::vector<ef::block_q6_k> q6(1);
+  EXPECT_THROW(ef::quantize_row_q6_k(y.data(), q6.data(), 300), ef::shape_error);
 }
 
 }  // namespace

@@ -20,12 +20,12 @@ using eigenformer::quantized_matrix;
 const quant_type all_types[] = {quant_type::q8_0, quant_type::q4_0, quant_type::q5_0,
                                 quant_type::q4_k, quant_type::q5_k, quant_type::q6_k};
 
-// n_cols columns of K weights of type t. Types we quantize get quantized random weights; the
+// n_cols columns of K weights of type t. The 32-weight types get quantized random weights; the
 // k-quants get random bytes with finite fp16 scales of both signs (every bit pattern of the
 // packed scales, mins and quants appears).
 void append_random_columns(quantized_matrix& q, quant_type t, index_t n_cols, ref::rng& r) {
   const index_t K = q.rows;
-  if (eigenformer::can_quantize(t)) {
+  if (eigenformer::traits_of(t).block_weights == 32) {
     const matrix<float> w = ref::random_matrix<float>(K, n_cols, r);
     const quantized_matrix part = eigenformer::quantize_matrix(w, t);
     q.append_columns(t, n_cols, part.segments.front().bytes.data());
@@ -376,7 +376,7 @@ TEST(QuantMatmul, RefusesMismatchedShapesAndPartialBlocks) {
   const matrix<float> w = ref::random_matrix<float>(40, 3, r);  // 40 rows: not whole blocks
   EXPECT_THROW(eigenformer::quantize_matrix(w, quant_type::q8_0), eigenformer::shape_error);
   const matrix<float> w256 = ref::random_matrix<float>(256, 3, r);
-  EXPECT_THROW(eigenformer::quantize_matrix(w256, quant_type::q4_k), eigenformer::value_error);
+  EXPECT_THROW(eigenformer::quantize_matrix(w256, quant_type::q5_k), eigenformer::value_error);
   EXPECT_THROW(eigenformer::parse_quant_type("q3_k"), eigenformer::value_error);
   EXPECT_EQ(eigenformer::parse_quant_type("q4_0"), quant_type::q4_0);
 }

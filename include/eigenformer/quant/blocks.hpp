@@ -9,10 +9,10 @@
 //         q5_0 in a Q4_K_M file for tensors whose rows are not a multiple of 256 (SmolLM2's 576).
 //
 // Quantizing follows ggml's reference rounding (ggml-quants.c, quantize_row_*_ref) as
-// llama-quantize computes it on an FMA machine, so our blocks equal llama.cpp's:
+// llama-quantize computes it (without FMA: see rounded_product), so our blocks equal llama.cpp's:
 //   q8_0: d = max|x| / 127, q = roundf(x / d) (computed as x * (1/d), half away from zero)
-//   q4_0: d = (the x of largest |x|) / -8, nibble = min(15, trunc(fma(x, 1/d, 8.5)))
-//   q5_0: d = (the x of largest |x|) / -16, q = min(31, trunc(fma(x, 1/d, 16.5)))
+//   q4_0: d = (the x of largest |x|) / -8, nibble = min(15, trunc(x * (1/d) + 8.5))
+//   q5_0: d = (the x of largest |x|) / -16, q = min(31, trunc(x * (1/d) + 16.5))
 // tests/test_quant_blocks.cpp compares with llama.cpp's gguf-py on the same numbers.
 #pragma once
 
@@ -55,6 +55,23 @@ inline std::uint16_t fp16_bits(float v) {
 inline float fp16_value(std::uint16_t bits) {
   return static_cast<float>(Eigen::numext::bit_cast<Eigen::half>(bits));
 }
+/// a * b rounded to float on its own. ggml's reference quantizers (ggml-quants.c) are built
+/// without FMA — ggml-base gets no -march, even in a native build — so their products are
+/// always rounded before a sum; a compiler allowed to contract (GCC's default
+/// -ffp-contract=fast) could otherwise fuse a * b + c here and change a code now and then (on
+/// a SmolLM2-size file, a few weights).
+inline float rounded_product(float a, float b) {
+  float p = a * b;
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  __asm__("" : "+x"(p));  // the optimizer cannot see through it: nothing to fuse
+#elif defined(__GNUC__)
+  __asm__("" : "+m"(p));
+#else
+  volatile float stored = p;
+  p = stored;
+#endif
+  return p;
+}
 inline void check_block_multiple(index_t n, const char* what) {
   if (n % quant_block_weights != 0)
     throw shape_error(
@@ -89,9 +106,9 @@ inline float signed_absolute_max(const float* x) {
   return signed_max;
 }
 /// The unsigned code of x in a block of scale d with codes [0, 2 * half - 1]:
-/// min(2 half - 1, trunc(x / d + half + 0.5)), the last sum fused as ggml's compiled code does.
+/// min(2 half - 1, trunc(x * (1 / d) + half + 0.5)), the product rounded before the sum.
 inline int offset_code(float x, float inverse, int half) {
-  const float shifted = std::fma(x, inverse, float(half) + 0.5f);  // in [0.5, 2 half + 0.5]
+  const float shifted = rounded_product(x, inverse) + (float(half) + 0.5f);  // [0.5, 2 half + 0.5]
   return std::min(2 * half - 1, static_cast<int>(shifted));
 }
 }  // namespace detail

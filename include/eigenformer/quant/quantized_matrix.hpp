@@ -7,7 +7,7 @@
 //
 // The types are ggml's (numbered as in GGUF): q8_0, q4_0, q5_0 (blocks of 32, quant/blocks.hpp)
 // and q4_k, q5_k, q6_k (super-blocks of 256, quant/k_quants.hpp). Quantizing from float is
-// ggml's reference rounding for the types of quant/blocks.hpp (the k-quants are read only).
+// ggml's reference rounding (quant/blocks.hpp, quant/k_quants.hpp; q5_k is read only).
 #pragma once
 
 #include <algorithm>
@@ -88,9 +88,9 @@ inline void dequantize_row(quant_type t, const unsigned char* row, float* y, ind
   throw value_error("dequantize_row: not a quantized type");
 }
 
-/// Whether quantize_row can write type `t` (the k-quants are read only, for now).
+/// Whether quantize_row can write type `t` (q5_k is read only).
 inline bool can_quantize(quant_type t) {
-  return t == quant_type::q8_0 || t == quant_type::q4_0 || t == quant_type::q5_0;
+  return t != quant_type::q5_k;
 }
 
 /// x[0:n] -> one row of type `t` (ggml's reference rounding); value_error for a read-only type.
@@ -102,6 +102,10 @@ inline void quantize_row(quant_type t, const float* x, unsigned char* row, index
       return quantize_row_q4_0(x, reinterpret_cast<block_q4_0*>(row), n);
     case quant_type::q5_0:
       return quantize_row_q5_0(x, reinterpret_cast<block_q5_0*>(row), n);
+    case quant_type::q4_k:
+      return quantize_row_q4_k(x, reinterpret_cast<block_q4_k*>(row), n);
+    case quant_type::q6_k:
+      return quantize_row_q6_k(x, reinterpret_cast<block_q6_k*>(row), n);
     default:
       throw value_error(std::string("quantizing to ") + traits_of(t).name + " is not supported");
   }
