@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Writes tests/fixtures/quant/k_quantize.json: float32 rows of 256 and the Q4_K and Q6_K
+"""Writes tests/fixtures/quant/k_quantize.json: float32 rows of 256 and the Q4_K, Q5_K and Q6_K
 super-blocks llama.cpp's llama-quantize makes of them, for tests/test_k_quants.cpp (our
-quantize_row_q4_k / q6_k must give the same bytes). Not run by CI.
+quantize_row_q4_k / q5_k / q6_k must give the same bytes). Not run by CI.
 
 The rows go into a one-layer llama GGUF (written with llama.cpp's gguf-py) as blk.0.attn_q,
-which `llama-quantize --pure` turns into Q4_K and Q6_K; gguf-py reads the blocks back.
+which `llama-quantize --pure` turns into each type; gguf-py reads the blocks back.
   /usr/bin/python3 tests/make_k_quant_fixtures.py --llama-cpp /path/to/llama.cpp
 (llama.cpp built from source: build/bin/llama-quantize.)
 """
@@ -87,7 +87,7 @@ with tempfile.TemporaryDirectory() as tmp:
     w.write_tensors_to_file()
     w.close()
     cases = {}
-    for qtype in ("Q4_K", "Q6_K"):
+    for qtype in ("Q4_K", "Q5_K", "Q6_K"):
         dst = os.path.join(tmp, f"rows.{qtype}.gguf")
         subprocess.run([os.path.join(args.llama_cpp, "build", "bin", "llama-quantize"), "--pure",
                         src, dst, qtype, "1"], check=True, stdout=subprocess.DEVNULL,
@@ -105,5 +105,5 @@ out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "quan
 with open(out, "w") as f:
     json.dump({"source": f"llama.cpp {head} llama-quantize --pure",
                "rows": [bytes(row.tobytes()).hex() for row in x],
-               "q4_k": cases["Q4_K"], "q6_k": cases["Q6_K"]}, f)
+               "q4_k": cases["Q4_K"], "q5_k": cases["Q5_K"], "q6_k": cases["Q6_K"]}, f)
 print(n_rows, "rows ->", out)

@@ -2,7 +2,7 @@
 // dequantize to exactly the floats llama.cpp's gguf-py computes (tests/make_quant_fixtures.py);
 // random bytes set every bit of the packed 6-bit scales and mins, the fifth bits and the 2-bit
 // pairs. Whole files of each type are checked through logits in test_gguf_model. Quantizing
-// q4_k and q6_k gives llama-quantize's bytes (tests/make_k_quant_fixtures.py).
+// q4_k, q5_k and q6_k gives llama-quantize's bytes (tests/make_k_quant_fixtures.py).
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -70,7 +70,7 @@ TEST(KQuants, QuantizeLikeLlamaQuantize) {
   const auto fixture = nlohmann::json::parse(in);
   const auto& rows = fixture["rows"];
   ASSERT_GE(rows.size(), 60u);
-  for (const char* type : {"q4_k", "q6_k"}) {
+  for (const char* type : {"q4_k", "q5_k", "q6_k"}) {
     ASSERT_EQ(fixture[type].size(), rows.size());
     for (std::size_t r = 0; r < rows.size(); ++r) {
       const auto x_bytes = from_hex(rows[r]);
@@ -81,6 +81,9 @@ TEST(KQuants, QuantizeLikeLlamaQuantize) {
       if (std::string(type) == "q4_k") {
         ASSERT_EQ(want.size(), sizeof(ef::block_q4_k));
         ef::quantize_row_q4_k(x.data(), reinterpret_cast<ef::block_q4_k*>(got.data()), 256);
+      } else if (std::string(type) == "q5_k") {
+        ASSERT_EQ(want.size(), sizeof(ef::block_q5_k));
+        ef::quantize_row_q5_k(x.data(), reinterpret_cast<ef::block_q5_k*>(got.data()), 256);
       } else {
         ASSERT_EQ(want.size(), sizeof(ef::block_q6_k));
         ef::quantize_row_q6_k(x.data(), reinterpret_cast<ef::block_q6_k*>(got.data()), 256);

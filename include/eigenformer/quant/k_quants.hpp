@@ -11,14 +11,16 @@
 // Nibble order: each 64 weights use 32 bytes, low nibbles for the first 32, high for the next.
 // tests/test_quant_blocks.cpp checks dequantization against llama.cpp's gguf-py.
 //
-// Quantizing (q4_k, q6_k) follows ggml's reference search (ggml-quants.c quantize_row_q4_K_ref,
-// quantize_row_q6_K_ref, no importance matrix) as llama-quantize computes it — every product
-// rounded before it is added (ggml-base is built without FMA; see rounded_product) — so our
-// blocks equal llama.cpp's (tests/test_k_quants.cpp, against llama-quantize's output):
+// Quantizing (q4_k, q5_k, q6_k) follows ggml's reference search (ggml-quants.c
+// quantize_row_q4_K_ref, quantize_row_q5_K_ref, quantize_row_q6_K_ref, no importance matrix) as
+// llama-quantize computes it — every product rounded before it is added (ggml-base is built without
+// FMA; see rounded_product) — so our blocks equal llama.cpp's (tests/test_k_quants.cpp, against
+// llama-quantize's output):
 //   q4_k: each sub-block of 32 gets a scale and a min from a weighted least-squares search over
 //         21 candidate grids (weights av_x + |x|, av_x the sub-block's RMS), the 8 scales and 8
 //         mins are themselves quantized to 6 bits against the largest, and every weight is then
 //         re-rounded to the final grid: q = round((x + dmin min) / (d scale)) in [0, 15].
+//   q5_k: the same with codes [0, 31] and 16 candidate grids.
 //   q6_k: each sub-block of 16 gets a symmetric scale from a search over 19 grids weighted by
 //         x^2, the 16 scales become int8 against the largest |scale| (d = scale / -128), and the
 //         weights are re-rounded: q = round(x / (d scale)) in [-32, 31], stored + 32.
@@ -267,62 +269,89 @@ inline float fit_symmetric_scale(int n, int nmax, const float* x, std::int8_t* c
 }
 }  // namespace detail
 
+namespace detail {
+/// One q4_k (nmax 15) or q5_k (nmax 31) super-block of x[0:256]: its scales, mins and fp16 d,
+/// dmin, and every weight's code in [0, nmax] (ggml's quantize_row_q4_K_ref / q5_K_ref).
+inline void quantize_q45_k(const float* x, int nmax, float rmin, int steps, std::uint16_t& d_bits,
+                           std::uint16_t& dmin_bits, std::uint8_t packed[12],
+                           std::uint8_t codes[256]) {
+  float scales[8], mins[8], weights[32];
+  float max_scale = 0, max_min = 0;
+  for (int j = 0; j < 8; ++j) {
+    const float* xj = x + 32 * j;
+    float sum_x2 = 0;
+    for (int l = 0; l < 32; ++l) sum_x2 += rounded_product(xj[l], xj[l]);
+    const float rms = std::sqrt(sum_x2 / 32);
+    for (int l = 0; l < 32; ++l) weights[l] = rms + std::fabs(xj[l]);
+    scales[j] =
+        fit_scale_and_min(32, nmax, xj, weights, codes + 32 * j, mins[j], rmin, 0.1f, steps);
+    if (scales[j] > max_scale) max_scale = scales[j];
+    if (mins[j] > max_min) max_min = mins[j];
+  }
+  // The 8 scales and mins as 6-bit multiples of d = max_scale / 63, dmin = max_min / 63.
+  const float inverse_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
+  const float inverse_min = max_min > 0 ? 63.0f / max_min : 0.0f;
+  std::memset(packed, 0, 12);
+  for (int j = 0; j < 8; ++j) {
+    // As ggml: the rounded value is kept in 8 bits, then capped at 63.
+    const int ls = std::min<int>(
+        63, std::uint8_t(ggml_nearest_int(rounded_product(inverse_scale, scales[j]))));
+    const int lm =
+        std::min<int>(63, std::uint8_t(ggml_nearest_int(rounded_product(inverse_min, mins[j]))));
+    if (j < 4) {
+      packed[j] = std::uint8_t(ls);
+      packed[j + 4] = std::uint8_t(lm);
+    } else {
+      packed[j + 4] = std::uint8_t((ls & 0xF) | (lm & 0xF) << 4);
+      packed[j - 4] |= std::uint8_t((ls >> 4) << 6);
+      packed[j] |= std::uint8_t((lm >> 4) << 6);
+    }
+  }
+  d_bits = fp16_bits(max_scale / 63.0f);
+  dmin_bits = fp16_bits(max_min / 63.0f);
+  // Every weight re-rounded to the stored grid (sub-blocks of scale 0 keep the fit's codes).
+  for (int j = 0; j < 8; ++j) {
+    int scale, min;
+    k_quant_scale_min(j, packed, scale, min);
+    const float d = fp16_value(d_bits) * float(scale);
+    if (d == 0) continue;
+    const float dm = fp16_value(dmin_bits) * float(min);
+    for (int l = 0; l < 32; ++l)
+      codes[32 * j + l] =
+          std::uint8_t(std::clamp(ggml_nearest_int((x[32 * j + l] + dm) / d), 0, nmax));
+  }
+}
+}  // namespace detail
+
 /// x[0:n] -> n / 256 q4_k super-blocks (ggml's reference rounding, see the top).
 inline void quantize_row_q4_k(const float* x, block_q4_k* out, index_t n) {
   detail::check_k_block_multiple(n, "quantize_row_q4_k");
   for (index_t b = 0; b < n / k_quant_block_weights; ++b, x += k_quant_block_weights) {
     std::uint8_t codes[256];
-    float scales[8], mins[8], weights[32];
-    float max_scale = 0, max_min = 0;
-    for (int j = 0; j < 8; ++j) {
-      const float* xj = x + 32 * j;
-      float sum_x2 = 0;
-      for (int l = 0; l < 32; ++l) sum_x2 += detail::rounded_product(xj[l], xj[l]);
-      const float rms = std::sqrt(sum_x2 / 32);
-      for (int l = 0; l < 32; ++l) weights[l] = rms + std::fabs(xj[l]);
-      scales[j] =
-          detail::fit_scale_and_min(32, 15, xj, weights, codes + 32 * j, mins[j], -1.0f, 0.1f, 20);
-      if (scales[j] > max_scale) max_scale = scales[j];
-      if (mins[j] > max_min) max_min = mins[j];
-    }
-    // The 8 scales and mins as 6-bit multiples of d = max_scale / 63, dmin = max_min / 63.
-    const float inverse_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
-    const float inverse_min = max_min > 0 ? 63.0f / max_min : 0.0f;
     block_q4_k& q = out[b];
-    std::memset(q.scales, 0, sizeof q.scales);
-    for (int j = 0; j < 8; ++j) {
-      // As ggml: the rounded value is kept in 8 bits, then capped at 63.
-      const int ls = std::min<int>(63, std::uint8_t(detail::ggml_nearest_int(
-                                           detail::rounded_product(inverse_scale, scales[j]))));
-      const int lm = std::min<int>(
-          63,
-          std::uint8_t(detail::ggml_nearest_int(detail::rounded_product(inverse_min, mins[j]))));
-      if (j < 4) {
-        q.scales[j] = std::uint8_t(ls);
-        q.scales[j + 4] = std::uint8_t(lm);
-      } else {
-        q.scales[j + 4] = std::uint8_t((ls & 0xF) | (lm & 0xF) << 4);
-        q.scales[j - 4] |= std::uint8_t((ls >> 4) << 6);
-        q.scales[j] |= std::uint8_t((lm >> 4) << 6);
-      }
-    }
-    q.d = detail::fp16_bits(max_scale / 63.0f);
-    q.dmin = detail::fp16_bits(max_min / 63.0f);
-    // Every weight re-rounded to the stored grid (sub-blocks of scale 0 keep the fit's codes).
-    for (int j = 0; j < 8; ++j) {
-      int scale, min;
-      detail::k_quant_scale_min(j, q.scales, scale, min);
-      const float d = detail::fp16_value(q.d) * float(scale);
-      if (d == 0) continue;
-      const float dm = detail::fp16_value(q.dmin) * float(min);
-      for (int l = 0; l < 32; ++l)
-        codes[32 * j + l] =
-            std::uint8_t(std::clamp(detail::ggml_nearest_int((x[32 * j + l] + dm) / d), 0, 15));
-    }
+    detail::quantize_q45_k(x, 15, -1.0f, 20, q.d, q.dmin, q.scales, codes);
     for (int chunk = 0; chunk < 4; ++chunk) {
       for (int l = 0; l < 32; ++l)
         q.qs[32 * chunk + l] =
             std::uint8_t(codes[64 * chunk + l] | codes[64 * chunk + l + 32] << 4);
+    }
+  }
+}
+
+/// x[0:n] -> n / 256 q5_k super-blocks (ggml's reference rounding, see the top).
+inline void quantize_row_q5_k(const float* x, block_q5_k* out, index_t n) {
+  detail::check_k_block_multiple(n, "quantize_row_q5_k");
+  for (index_t b = 0; b < n / k_quant_block_weights; ++b, x += k_quant_block_weights) {
+    std::uint8_t codes[256];
+    block_q5_k& q = out[b];
+    detail::quantize_q45_k(x, 31, -0.5f, 15, q.d, q.dmin, q.scales, codes);
+    std::memset(q.qh, 0, sizeof q.qh);
+    for (int chunk = 0; chunk < 4; ++chunk) {
+      for (int l = 0; l < 32; ++l) {
+        const int lo = codes[64 * chunk + l], hi = codes[64 * chunk + l + 32];
+        q.qs[32 * chunk + l] = std::uint8_t((lo & 15) | (hi & 15) << 4);
+        q.qh[l] |= std::uint8_t((lo >> 4) << (2 * chunk) | (hi >> 4) << (2 * chunk + 1));
+      }
     }
   }
 }

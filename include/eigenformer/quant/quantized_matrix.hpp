@@ -7,7 +7,7 @@
 //
 // The types are ggml's (numbered as in GGUF): q8_0, q4_0, q5_0 (blocks of 32, quant/blocks.hpp)
 // and q4_k, q5_k, q6_k (super-blocks of 256, quant/k_quants.hpp). Quantizing from float is
-// ggml's reference rounding (quant/blocks.hpp, quant/k_quants.hpp; q5_k is read only).
+// ggml's reference rounding (quant/blocks.hpp, quant/k_quants.hpp).
 #pragma once
 
 #include <algorithm>
@@ -88,12 +88,7 @@ inline void dequantize_row(quant_type t, const unsigned char* row, float* y, ind
   throw value_error("dequantize_row: not a quantized type");
 }
 
-/// Whether quantize_row can write type `t` (q5_k is read only).
-inline bool can_quantize(quant_type t) {
-  return t != quant_type::q5_k;
-}
-
-/// x[0:n] -> one row of type `t` (ggml's reference rounding); value_error for a read-only type.
+/// x[0:n] -> one row of type `t` (ggml's reference rounding).
 inline void quantize_row(quant_type t, const float* x, unsigned char* row, index_t n) {
   switch (t) {
     case quant_type::q8_0:
@@ -104,11 +99,12 @@ inline void quantize_row(quant_type t, const float* x, unsigned char* row, index
       return quantize_row_q5_0(x, reinterpret_cast<block_q5_0*>(row), n);
     case quant_type::q4_k:
       return quantize_row_q4_k(x, reinterpret_cast<block_q4_k*>(row), n);
+    case quant_type::q5_k:
+      return quantize_row_q5_k(x, reinterpret_cast<block_q5_k*>(row), n);
     case quant_type::q6_k:
       return quantize_row_q6_k(x, reinterpret_cast<block_q6_k*>(row), n);
-    default:
-      throw value_error(std::string("quantizing to ") + traits_of(t).name + " is not supported");
   }
+  throw value_error("quantize_row: not a quantized type");
 }
 
 /// W [K x N] as rows of quantized blocks, one per output column (see the top of this file).
@@ -179,8 +175,6 @@ quantized_matrix quantize_columns(index_t k, index_t n_cols, quant_type t, const
   quantized_matrix q;
   q.rows = k;
   const index_t row_bytes = quantized_matrix::row_size(t, k);
-  if (!can_quantize(t))
-    throw value_error(std::string("quantizing to ") + traits_of(t).name + " is not supported");
   std::vector<unsigned char> bytes(static_cast<std::size_t>(n_cols * row_bytes));
   constexpr index_t block = 64;
   parallel_for((n_cols + block - 1) / block, [&](index_t b) {
