@@ -58,14 +58,17 @@ inline std::string model_note(const std::string& dir) {
 
 /// The values of --dtype: how the matrices multiplied per token are stored.
 inline const std::vector<std::string>& dtype_names() {
-  static const std::vector<std::string> names = {"f32", "bf16", "bf16mix", "q8_0", "q4_0", "q5_0"};
+  static const std::vector<std::string> names = {"f32",  "bf16", "bf16mix", "q8_0", "q4_0",
+                                                 "q5_0", "q4_k", "q5_k",    "q6_k", "q4_k_m"};
   return names;
 }
 
 /// Stores the matrices multiplied per token as --dtype asks: bf16 / bf16mix panels
-/// (ops/bf16_matmul.hpp) or quantized blocks (q8_0, q4_0, q5_0 with ggml's rounding; the LM head
-/// in q8_0); f32 leaves the weights as loaded (a quantized GGUF file stays as it is).
-inline void apply_dtype(ef::model_weights& weights, const std::string& dtype) {
+/// (ops/bf16_matmul.hpp) or quantized blocks with ggml's rounding (one type for the layers and
+/// the LM head in q8_0, or llama-quantize's Q4_K_M mix); f32 leaves the weights as loaded (a
+/// quantized GGUF file stays as it is).
+inline void apply_dtype(ef::model& model, const std::string& dtype) {
+  ef::model_weights& weights = model.weights;
   if (dtype == "f32") return;
   if (weights.is_compressed()) {
     throw usage_error("--dtype " + dtype +
@@ -76,12 +79,14 @@ inline void apply_dtype(ef::model_weights& weights, const std::string& dtype) {
     ef::pack_weights_bf16(weights, ef::bf16_compute::float_activations);
   } else if (dtype == "bf16mix") {
     ef::pack_weights_bf16(weights, ef::bf16_compute::bf16_activations);
+  } else if (dtype == "q4_k_m") {
+    ef::quantize_weights_q4_k_m(model.config, weights);
   } else {
     ef::quantize_weights(weights, ef::parse_quant_type(dtype), ef::quant_type::q8_0);
   }
 }
 
-/// --activations int8|exact: how q8_0/q4_0/q5_0 weights multiply the activations
+/// --activations int8|exact: how quantized weights multiply the activations
 /// (ops/quant_matmul.hpp); set as soon as the option is parsed.
 inline void add_activations_option(CLI::App* cmd) {
   cmd->add_option_function<std::string>(
@@ -90,7 +95,7 @@ inline void add_activations_option(CLI::App* cmd) {
            ef::set_quant_activations(value == "exact" ? ef::quant_activations::exact
                                                       : ef::quant_activations::int8);
          },
-         "q8_0/q4_0/q5_0 weights times activations rounded to int8 per block as ggml does "
+         "quantized weights times activations rounded to int8 per block as ggml does "
          "(int8, the default) or kept in float (exact, slower)")
       ->check(CLI::IsMember({"int8", "exact"}));
 }

@@ -168,6 +168,46 @@ TEST(GgufModel, QuantizingAtLoadGivesTheConvertersBlocks) {
   }
 }
 
+// --dtype q4_k_m picks llama-quantize's type for every tensor: a model of the Q4_K_M fixture's
+// shape (4 layers would do too; this one has 2: layer 1 gets the extra bits) quantized by
+// quantize_weights_q4_k_m holds the file's types, segment by segment of the fused q|k|v.
+TEST(GgufModel, TheQ4KMMixGivesLlamaQuantizesTypes) {
+  const auto file = ef::load_gguf_model<float>(fixtures + "llama_256.q4_k_m.gguf");
+  auto ours = ef::model{file.config, ef::init_llama_weights<float>(file.config, 3, false)};
+  ef::quantize_weights_q4_k_m(ours.config, ours.weights);
+  for (std::size_t l = 0; l < ours.weights.blocks.size(); ++l) {
+    const auto& a = ours.weights.blocks[l];
+    const auto& b = file.weights.blocks[l];
+    for (const auto& [x, y] :
+         {std::pair{&a.attn.qkv, &b.attn.qkv}, std::pair{&a.attn.proj, &b.attn.proj},
+          std::pair{&a.mlp.fc, &b.mlp.fc}, std::pair{&a.mlp.proj, &b.mlp.proj}}) {
+      ASSERT_TRUE(x->is_quantized() && y->is_quantized()) << l;
+      ASSERT_EQ(x->quantized.segments.size(), y->quantized.segments.size()) << l;
+      for (std::size_t i = 0; i < x->quantized.segments.size(); ++i) {
+        EXPECT_EQ(x->quantized.segments[i].type, y->quantized.segments[i].type) << l << " " << i;
+        EXPECT_EQ(x->quantized.segments[i].cols, y->quantized.segments[i].cols) << l << " " << i;
+      }
+    }
+  }
+  EXPECT_EQ(file.weights.blocks[1].attn.qkv.quantized.segments.back().type, ef::quant_type::q6_k);
+  ASSERT_TRUE(ours.weights.is_quantized());
+  EXPECT_EQ(ours.weights.output_quantized.segments[0].type,
+            file.weights.output_quantized.segments[0].type);
+  // SmolLM2's width (576) is not whole super-blocks: llama-quantize's fallbacks q5_0 and q8_0.
+  ef::model_config narrow = file.config;
+  narrow.n_embd = 576;
+  narrow.n_head = 9;
+  narrow.n_kv_head = 3;
+  narrow.head_size = 64;
+  auto small = ef::init_llama_weights<float>(narrow, 4);
+  ef::quantize_weights_q4_k_m(narrow, small);
+  EXPECT_EQ(small.blocks[0].attn.qkv.quantized.segments.size(), 1u);  // q, k, v all q5_0
+  EXPECT_EQ(small.blocks[0].attn.qkv.quantized.segments[0].type, ef::quant_type::q5_0);
+  EXPECT_EQ(small.blocks[0].mlp.proj.quantized.segments[0].type, ef::quant_type::q4_k);  // K = 512
+  EXPECT_EQ(small.blocks[1].mlp.proj.quantized.segments[0].type, ef::quant_type::q6_k);
+  EXPECT_EQ(small.output_quantized.segments[0].type, ef::quant_type::q8_0);
+}
+
 TEST(GgufModel, Llama3ScalingComesFromTheRopeFreqsTensor) {
   const auto m = ef::load_gguf_model<double>(fixtures + "llama3_scaled_mqa_tied.f32.gguf");
   const ef::gguf_file f(fixtures + "llama3_scaled_mqa_tied.f32.gguf");

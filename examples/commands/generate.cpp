@@ -39,7 +39,7 @@ void run_generate(generate_options opt) {
   if (!opt.seed_given) opt.sampling.seed = std::random_device{}();
 
   auto model = ef::load_model<float>(opt.prompt.model_dir);
-  apply_dtype(model.weights, opt.dtype);
+  apply_dtype(model, opt.dtype);
   if (tokenizer && tokenizer->vocab_size() > model.config.vocab_size) {
     throw usage_error(ef::detail::concat("the tokenizer has ", tokenizer->vocab_size(),
                                          " tokens but the model only ", model.config.vocab_size));
@@ -106,7 +106,8 @@ void add_generate_command(CLI::App& app) {
   add_prompt_options(cmd, opt->prompt);
   cmd->add_option("-n", opt->n_tokens, "tokens to generate (default 64)");
   cmd->add_option("--dtype", opt->dtype,
-                  "weights: f32 (default: as loaded), bf16, bf16mix, q8_0, q4_0 or q5_0")
+                  "weights: f32 (default: as loaded), bf16, bf16mix, q8_0, q4_0, q5_0, q4_k, q5_k, "
+                  "q6_k or q4_k_m (llama-quantize's mix)")
       ->check(CLI::IsMember(dtype_names()));
   add_activations_option(cmd);
   cmd->add_option("--temperature", opt->sampling.temperature, "0 = greedy (default 1)");

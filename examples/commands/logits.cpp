@@ -17,7 +17,7 @@ struct logits_options {
 template <class Scalar>
 void run_logits(const logits_options& opt, const std::vector<ef::token_id>& tokens) {
   auto model = ef::load_model<Scalar>(opt.model_dir);
-  if constexpr (std::is_same_v<Scalar, float>) apply_dtype(model.weights, opt.precision);
+  if constexpr (std::is_same_v<Scalar, float>) apply_dtype(model, opt.precision);
   const auto n_tokens = static_cast<ef::index_t>(tokens.size());
   if (n_tokens > model.config.n_ctx) {
     throw usage_error(ef::detail::concat(n_tokens, " tokens exceed the model's context of ",
@@ -60,7 +60,7 @@ void add_logits_command(CLI::App& app) {
   add_activations_option(cmd);
   cmd->add_option("--precision", opt->precision,
                   "f32 (default), f64, bf16 (bf16 weights), bf16mix (bf16 weights and inputs), "
-                  "q8_0, q4_0 or q5_0 (quantized weights)")
+                  "q8_0, q4_0, q5_0, q4_k, q5_k, q6_k or q4_k_m (quantized weights)")
       ->check(CLI::IsMember([] {
         auto names = dtype_names();
         names.push_back("f64");
