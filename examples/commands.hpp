@@ -14,5 +14,6 @@ void add_attention_command(CLI::App& app);                     // commands/atten
 void add_init_command(CLI::App& app);                          // commands/init.cpp
 void add_train_command(CLI::App& app, int argc, char** argv);  // commands/train.cpp
 void add_bench_command(CLI::App& app);                         // commands/bench.cpp
+void add_quantize_command(CLI::App& app);                      // commands/quantize.cpp
 
 }  // namespace eigenformer_cli

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   eigenformer_cli::add_init_command(app);
   eigenformer_cli::add_train_command(app, argc, argv);
   eigenformer_cli::add_bench_command(app);
+  eigenformer_cli::add_quantize_command(app);
 
   const auto one_line = [](std::string message) {
     std::replace(message.begin(), message.end(), '\n', ' ');
