@@ -136,29 +136,12 @@ void BM_Linear(benchmark::State& state) {
 }
 
 // The same layer [768 x 3072] in quantized blocks (type = ggml's number: 8 q8_0, 2 q4_0, 6 q5_0,
-// 12 q4_k, 14 q6_k). k-quants cannot be quantized here yet: their blocks are random bytes with
-// small scales, which costs the kernel the same. GB/s counts the blocks' bytes.
+// 12 q4_k, 14 q6_k), quantized with ggml's rounding. GB/s counts the blocks' bytes.
 void BM_QuantLinear(benchmark::State& state) {
   const index_t T = state.range(0);
   const auto type = static_cast<bench::ef::quant_type>(state.range(1));
   const auto& w = bench::gpt2_weights().blocks[0].mlp.fc;
-  bench::ef::quantized_matrix q;
-  if (bench::ef::can_quantize(type)) {
-    q = bench::ef::quantize_matrix(w.weight, type);
-  } else {
-    const auto& traits = bench::ef::traits_of(type);
-    q.rows = w.in_features();
-    std::vector<unsigned char> bytes(
-        std::size_t(w.out_features() * q.rows / traits.block_weights * traits.block_bytes));
-    std::mt19937 rng(5);
-    for (auto& b : bytes) b = static_cast<unsigned char>(rng() & 0xff);
-    for (std::size_t i = 0; i < bytes.size(); i += std::size_t(traits.block_bytes)) {
-      const std::size_t at = type == bench::ef::quant_type::q6_k ? 208 : 0;
-      bytes[i + at] = 0x00;  // fp16 0x1c00 = 2^-8: finite scales
-      bytes[i + at + 1] = 0x1c;
-    }
-    q.append_columns(type, w.out_features(), bytes.data());
-  }
+  const bench::ef::quantized_matrix q = bench::ef::quantize_matrix(w.weight, type);
   const auto x = random_activations(T, w.in_features());
   matrix<float> out(T, w.out_features());
   for (auto _ : state) {

@@ -6,8 +6,9 @@
 #   bash benchmarks/compare_llamacpp.sh LLAMA_CPP_DIR [shapes=smollm2-135m] [threads=1,2] \
 #        [types=F32,Q8_0,Q4_0,Q4_K_M]
 # For each shape: an F32 GGUF with random weights (make_random_gguf.py, llama.cpp's gguf-py),
-# llama-quantize to each type, then pp256 and tg64 on both programs. Our tg64 is measured after
-# a 128-token prompt (--depth 128, the issue's target); llama-bench c392e50 has no depth option,
+# llama-quantize to each type (and `eigenformer quantize` too: its tensors are compared with
+# llama-quantize's and llama-bench loads its file), then pp256 and tg64 on both programs. Our
+# tg64 is measured after a 128-token prompt (--depth 128, the issue's target); llama-bench c392e50 has no depth option,
 # so its tg64 starts from an empty context (the easier case for it). Ratio = ours / llama.cpp.
 # Needs: build/eigenformer, /usr/bin/python3 with numpy and python3-sentencepiece.
 set -euo pipefail
@@ -27,6 +28,30 @@ for shape in ${shapes//,/ }; do
     [ "$type" = F32 ] && continue
     "$llama/build/bin/llama-quantize" "$work/$shape.F32.gguf" "$work/$shape.$type.gguf" "$type" \
       >/dev/null 2>&1
+    # Our own quantizer on the same file: the same tensors as llama-quantize's, and llama.cpp
+    # loads the file (a 1-token llama-bench run).
+    "$here/build/eigenformer" quantize --model "$work/$shape.F32.gguf" \
+      --out "$work/ours.$shape.$type.gguf" --dtype "${type,,}" >/dev/null
+    /usr/bin/python3 - "$llama/gguf-py" "$work/ours.$shape.$type.gguf" "$work/$shape.$type.gguf" <<'EOF2'
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from gguf import GGUFReader
+a, b = ({t.name: t for t in GGUFReader(p).tensors} for p in sys.argv[2:4])
+same = a.keys() == b.keys() and all(
+    a[n].tensor_type == b[n].tensor_type and
+    np.array_equal(np.asarray(a[n].data).view(np.uint8), np.asarray(b[n].data).view(np.uint8))
+    for n in a)
+print("# eigenformer quantize vs llama-quantize, %s: %d tensors, %s" %
+      (sys.argv[3].rsplit("/", 1)[1], len(a), "identical" if same else "DIFFERENT"))
+EOF2
+    if "$llama/build/bin/llama-bench" -m "$work/ours.$shape.$type.gguf" -p 0 -n 1 -r 1 \
+      >/dev/null 2>&1; then
+      echo "# llama-bench loads eigenformer's $shape.$type.gguf"
+    else
+      echo "# llama-bench FAILED to load eigenformer's $shape.$type.gguf"
+    fi
+    rm -f "$work/ours.$shape.$type.gguf"
   done
   for t in ${threads//,/ }; do
     for type in ${types//,/ }; do
