@@ -603,6 +603,37 @@ class GgufFiles(unittest.TestCase):
         self.assertIn("already quantized", r.stderr)
         self.assertEqual(len(r.stderr.strip().splitlines()), 1)
 
+    def test_quantize_writes_llama_quantizes_file(self):
+        # `eigenformer quantize` on the F32 file: the logits of its file equal those of
+        # llama-quantize's file (the tensors are identical: test_gguf_quantize checks bytes).
+        src = os.path.join(self.DIR, "gpt2_tiny.f32.gguf")
+        tokens, _ = self.load("gpt2_tiny.f32")
+        with tempfile.TemporaryDirectory() as tmp:
+            ours = os.path.join(tmp, "ours.gguf")
+            r = run("quantize", "--model", src, "--out", ours, "--dtype", "q4_0")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            logits = []
+            for model in (ours, os.path.join(self.DIR, "gpt2_tiny.llama_quantize.q4_0.gguf")):
+                out = os.path.join(tmp, "logits.npy")
+                r = run("logits", "--model", model, "--tokens", " ".join(map(str, tokens)),
+                        "--out", out)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                logits.append(np.load(out))
+            self.assertTrue(np.array_equal(logits[0], logits[1]))
+            # Bad input: one-line errors, nothing written.
+            for args, needle in (
+                    (["--model", os.path.join(self.DIR, "gpt2_tiny.q8_0.gguf"), "--dtype", "q4_0"],
+                     "already"),
+                    (["--model", src, "--dtype", "q4_k_m"], "q5_1"),
+                    (["--model", FIXTURES, "--dtype", "q8_0"], "GGUF"),
+                    (["--model", src, "--dtype", "q3_k"], "--dtype")):
+                bad = os.path.join(tmp, "bad.gguf")
+                r = run("quantize", *args, "--out", bad)
+                self.assertNotEqual(r.returncode, 0, args)
+                self.assertIn(needle, r.stderr, args)
+                self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+                self.assertFalse(os.path.exists(bad), args)
+
     def test_bad_files_are_one_line_errors(self):
         with tempfile.TemporaryDirectory() as tmp:
             bad = os.path.join(tmp, "bad.gguf")
