@@ -70,8 +70,8 @@ inline ggml_type llama_quantize_type(const gguf_tensor_info& t, gguf_file_type f
   if (name == "output.weight" || (!has_output && name == "token_embd.weight")) {
     q = row % 256 != 0 || base == quant_type::q8_0 ? quant_type::q8_0 : quant_type::q6_k;
   } else if (file_type == gguf_file_type::q4_k_m) {
-    const index_t i = detail::gguf_layer_of(name), n = n_layer;
-    const bool more_bits = i >= 0 && (i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2);
+    const index_t i = detail::gguf_layer_of(name);
+    const bool more_bits = i >= 0 && llama_uses_more_bits(i, n_layer);
     if (contains(name, "attn_v.weight") && more_bits) q = quant_type::q6_k;
     if (contains(name, "ffn_down") && more_bits) q = quant_type::q6_k;
     if (contains(name, "attn_qkv.weight")) q = quant_type::q5_k;
@@ -83,8 +83,7 @@ inline ggml_type llama_quantize_type(const gguf_tensor_info& t, gguf_file_type f
       throw value_error(what + "q5_k blocks (llama-quantize would use q5_1: not supported)");
     if (q != quant_type::q4_k && q != quant_type::q6_k)  // llama-quantize refuses these too
       throw value_error(what + traits_of(q).name + " blocks");
-    q = q == quant_type::q4_k ? quant_type::q5_0 : quant_type::q8_0;
-    if (!fits_blocks(q, row)) return ggml_type::f16;
+    if (!fall_back_to_fit(q, row)) return ggml_type::f16;
   }
   return static_cast<ggml_type>(q);
 }

@@ -158,22 +158,13 @@ inline void quantize_weights(basic_model_weights<float>& w, quant_type layers, q
 }
 
 namespace detail {
-/// Type t for rows of k weights, or llama-quantize's fallback where they are not whole blocks
-/// (q4_k -> q5_0, q6_k -> q8_0); false: no stored type fits, the matrix stays float.
-inline bool fitting_type(quant_type& t, index_t k) {
-  if (fits_blocks(t, k)) return true;
-  if (t == quant_type::q4_k) t = quant_type::q5_0;
-  if (t == quant_type::q6_k) t = quant_type::q8_0;
-  return fits_blocks(t, k);
-}
-
-/// A linear layer stored as consecutive column ranges of the given types (each falling back as
-/// above); stays float when a range fits no type.
+/// A linear layer stored as consecutive column ranges of the given types (each with
+/// llama-quantize's fallback, fall_back_to_fit); stays float when a range fits no type.
 inline void quantize_linear_columns(linear_weights<float>& w,
                                     std::vector<std::pair<quant_type, index_t>> ranges) {
   const index_t K = w.weight.rows();
   for (auto& [t, cols] : ranges)
-    if (!fitting_type(t, K)) return;
+    if (!fall_back_to_fit(t, K)) return;
   quantized_matrix q;
   q.rows = K;
   index_t first = 0;
@@ -198,15 +189,12 @@ inline void quantize_linear_columns(linear_weights<float>& w,
 /// in float otherwise as quantize_weights does.
 inline void quantize_weights_q4_k_m(const model_config& c, basic_model_weights<float>& w) {
   if (w.is_compressed()) throw value_error("quantize_weights: the weights are already compressed");
-  const index_t n = c.n_layer;
-  const auto more_bits = [n](index_t i) {
-    return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
-  };
   // GPT-2's files hold q, k and v as one tensor (attn_qkv); the Llama family's as three.
   const bool fused_qkv = c.norm == norm_kind::layer_norm;
   for (index_t i = 0; i < index_t(w.blocks.size()); ++i) {
     auto& b = w.blocks[std::size_t(i)];
-    const quant_type more = more_bits(i) ? quant_type::q6_k : quant_type::q4_k;
+    const quant_type more =
+        llama_uses_more_bits(i, c.n_layer) ? quant_type::q6_k : quant_type::q4_k;
     if (fused_qkv) {
       detail::quantize_linear_columns(b.attn.qkv, {{quant_type::q5_k, c.qkv_width()}});
     } else {
@@ -220,7 +208,7 @@ inline void quantize_weights_q4_k_m(const model_config& c, basic_model_weights<f
   }
   quant_type head = quant_type::q6_k;
   const matrix<float>& e = w.output_embedding();
-  if (!detail::fitting_type(head, e.cols())) return;
+  if (!fall_back_to_fit(head, e.cols())) return;
   w.output_quantized = quantize_matrix_transposed(e, head);
   if (w.tied_lm_head()) {
     w.wte.resize(0, 0);

@@ -429,13 +429,14 @@ inline void int8_superblock_step(const int8_rows& x, index_t t0, const unsigned 
     for (int c = 0; c < C; ++c) {
       const __m512i u = load_k_pair<T>(column[c] + sb * block_bytes_of<T>, pair);
       const __m512 a = _mm512_permutexvar_ps(index, scales[c]);
+      const __m512 m = has_min(T) ? _mm512_permutexvar_ps(
+                                        _mm512_add_epi32(index, _mm512_set1_epi32(8)), scales[c])
+                                  : _mm512_setzero_ps();
       for (int r = 0; r < R; ++r) {
         const __m512i xv = _mm512_loadu_si512(x.values(t0 + r) + 64 * p);
         const __m512 dx = _mm512_loadu_ps(x.scales(t0 + r) + 16 * p);
         const __m512i sums = _mm512_loadu_si512(x.sums(t0 + r) + 16 * p);
         if constexpr (has_min(T)) {
-          const __m512 m =
-              _mm512_permutexvar_ps(_mm512_add_epi32(index, _mm512_set1_epi32(8)), scales[c]);
           const __m512i sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, xv);
           const __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), a,
                                            _mm512_mul_ps(_mm512_cvtepi32_ps(sums), m));

@@ -69,6 +69,21 @@ inline bool fits_blocks(quant_type t, index_t k) {
   return k > 0 && k % traits_of(t).block_weights == 0;
 }
 
+/// llama-quantize's fallback for rows of k weights that are not whole blocks of `t`: q4_k ->
+/// q5_0, q6_k -> q8_0. False when none of these fits (it would use q5_1, f16, or refuse).
+inline bool fall_back_to_fit(quant_type& t, index_t k) {
+  if (fits_blocks(t, k)) return true;
+  if (t == quant_type::q4_k) t = quant_type::q5_0;
+  if (t == quant_type::q6_k) t = quant_type::q8_0;
+  return fits_blocks(t, k);
+}
+
+/// The layers llama-quantize's k-quant mixes give more bits: the first and last eighth, and
+/// every third layer between.
+inline bool llama_uses_more_bits(index_t layer, index_t n_layers) {
+  return layer < n_layers / 8 || layer >= 7 * n_layers / 8 || (layer - n_layers / 8) % 3 == 2;
+}
+
 /// One row of n weights of type `t` -> y[0:n], exactly as ggml dequantizes.
 inline void dequantize_row(quant_type t, const unsigned char* row, float* y, index_t n) {
   switch (t) {
