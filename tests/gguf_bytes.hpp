@@ -39,7 +39,7 @@ struct writer {
     bytes.resize(bytes.size() + n, 0x3c);
     return *this;
   }
-  // Typed metadata values (GGUF value types: 4 u32, 5 i32, 7 bool, 8 string, 9 array).
+  // Typed metadata values (GGUF value types: 4 u32, 5 i32, 6 f32, 7 bool, 8 string, 9 array).
   writer& kv_u32(const std::string& key, std::uint32_t v) {
     return str(key).pod<std::uint32_t>(4).pod(v);
   }
@@ -52,6 +52,11 @@ struct writer {
   writer& kv_strings(const std::string& key, const std::vector<std::string>& v) {
     str(key).pod<std::uint32_t>(9).pod<std::uint32_t>(8).pod<std::uint64_t>(v.size());
     for (const auto& s : v) str(s);
+    return *this;
+  }
+  writer& kv_f32s(const std::string& key, const std::vector<float>& v) {
+    str(key).pod<std::uint32_t>(9).pod<std::uint32_t>(6).pod<std::uint64_t>(v.size());
+    for (const auto x : v) pod(x);
     return *this;
   }
   writer& kv_i32s(const std::string& key, const std::vector<std::int32_t>& v) {

@@ -4,6 +4,7 @@
 // id, special added tokens CONTROL and other added tokens USER_DEFINED, merges as "a b", the pre
 // name its hash check picks, add_bos_token as the post-processor has it), then every fixture
 // string of tests/fixtures/hf_tokenizer (ids the Rust library computed) is encoded and decoded.
+// Llama 2's SentencePiece tokenizer.json is written as a "llama" vocabulary with scores.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -60,6 +61,54 @@ std::vector<unsigned char> gguf_of(const nlohmann::json& tok, const std::string&
   return w.bytes;
 }
 
+/// GGUF metadata of a SentencePiece tokenizer.json (Llama 2's), as llama.cpp's converter writes
+/// it from the tokenizer.model the tokenizer.json was made from: tokens by id with their
+/// SentencePiece scores and types (UNKNOWN 2, CONTROL 3, BYTE 6). The tokenizer.json keeps no
+/// scores, but Hugging Face's converter ranked its merges by them, so the rank of the first merge
+/// that makes a token gives its score back (tokens no merge makes score below all of them).
+std::vector<unsigned char> sentencepiece_gguf_of(const nlohmann::json& tok,
+                                                 std::int64_t vocab_size) {
+  const auto n = static_cast<std::size_t>(vocab_size);
+  std::vector<std::string> tokens(n);
+  std::vector<std::int32_t> types(n, 1);  // NORMAL
+  for (const auto& [token, id] : tok["model"]["vocab"].items()) {
+    tokens[id.get<std::size_t>()] = token;
+    if (token.size() == 6 && token.rfind("<0x", 0) == 0) types[id.get<std::size_t>()] = 6;
+  }
+  for (const auto& t : tok["added_tokens"]) {
+    const auto id = t["id"].get<std::size_t>();
+    types[id] = t["content"] == tok["model"]["unk_token"] ? 2 : 3;
+  }
+  std::map<std::string, float> first_merge;
+  const auto& merges = tok["model"]["merges"];
+  for (std::size_t rank = 0; rank < merges.size(); ++rank) {
+    const auto m = merges[rank].get<std::string>();
+    std::string joined = m;
+    joined.erase(m.find(' '), 1);
+    first_merge.emplace(joined, -float(rank));
+  }
+  std::vector<float> scores(n);
+  for (std::size_t id = 0; id < n; ++id) {
+    const auto it = first_merge.find(tokens[id]);
+    scores[id] = types[id] != 1            ? 0.0f
+                 : it != first_merge.end() ? it->second
+                                           : -float(merges.size() + id);
+  }
+  test_gguf::writer w;
+  w.header(0, 10)
+      .kv_string("general.architecture", "llama")
+      .kv_string("tokenizer.ggml.model", "llama")
+      .kv_string("tokenizer.ggml.pre", "default")
+      .kv_strings("tokenizer.ggml.tokens", tokens)
+      .kv_f32s("tokenizer.ggml.scores", scores)
+      .kv_i32s("tokenizer.ggml.token_type", types)
+      .kv_u32("tokenizer.ggml.bos_token_id", 1)
+      .kv_u32("tokenizer.ggml.eos_token_id", 2)
+      .kv_u32("tokenizer.ggml.unknown_token_id", 0)
+      .kv_bool("tokenizer.ggml.add_bos_token", true);
+  return w.bytes;
+}
+
 struct case_set {
   nlohmann::json reference;
   std::shared_ptr<ef::hf_tokenizer> tokenizer;
@@ -73,7 +122,10 @@ const case_set& load(const std::string& name, const std::string& pre) {
       read_json(std::string(EIGENFORMER_FIXTURES_DIR) + "/hf_tokenizer/" + name + ".json");
   const auto tok = read_json(std::string(EIGENFORMER_NPM_DIR) + "/" +
                              c.reference.at("tokenizer").get<std::string>());
-  const ef::gguf_file file(gguf_of(tok, pre, c.reference.at("vocab_size")), name + ".gguf");
+  const auto vocab_size = c.reference.at("vocab_size").get<std::int64_t>();
+  const ef::gguf_file file(pre == "sentencepiece" ? sentencepiece_gguf_of(tok, vocab_size)
+                                                  : gguf_of(tok, pre, vocab_size),
+                           name + ".gguf");
   c.tokenizer = std::make_shared<ef::hf_tokenizer>(ef::gguf_tokenizer(file));
   return cache.emplace(name, std::move(c)).first->second;
 }
@@ -88,7 +140,8 @@ TEST_P(GgufTokenizer, EncodesAndDecodesLikeTheRustLibrary) {
 
 INSTANTIATE_TEST_SUITE_P(RealFiles, GgufTokenizer,
                          ::testing::Values(std::make_pair("llama3", "llama-bpe"),
-                                           std::make_pair("qwen3", "qwen2")),
+                                           std::make_pair("qwen3", "qwen2"),
+                                           std::make_pair("llama2", "sentencepiece")),
                          [](const auto& test) { return test.param.first; });
 
 TEST(GgufTokenizerErrors, NamesWhatIsNotSupported) {
@@ -103,9 +156,20 @@ TEST(GgufTokenizerErrors, NamesWhatIsNotSupported) {
   test_gguf::writer none;
   none.header(0, 1).kv_string("general.architecture", "llama");
   refused(none, "has no tokenizer");
-  test_gguf::writer spm;
-  spm.header(0, 1).kv_string("tokenizer.ggml.model", "llama");
-  refused(spm, "tokenizer.ggml.model 'llama' is not supported yet");
+  test_gguf::writer bert;
+  bert.header(0, 1).kv_string("tokenizer.ggml.model", "bert");
+  refused(bert, "tokenizer.ggml.model 'bert' is not supported");
+  test_gguf::writer no_scores;
+  no_scores.header(0, 2)
+      .kv_string("tokenizer.ggml.model", "llama")
+      .kv_strings("tokenizer.ggml.tokens", {"a", "b"});
+  refused(no_scores, "tokenizer.ggml.scores is missing");
+  test_gguf::writer short_scores;
+  short_scores.header(0, 3)
+      .kv_string("tokenizer.ggml.model", "llama")
+      .kv_strings("tokenizer.ggml.tokens", {"a", "b"})
+      .kv_f32s("tokenizer.ggml.scores", {0.0f});
+  refused(short_scores, "tokenizer.ggml.scores has 1 entries for 2 tokens");
   test_gguf::writer pre;
   pre.header(0, 4)
       .kv_string("tokenizer.ggml.model", "gpt2")

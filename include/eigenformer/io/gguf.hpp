@@ -226,6 +226,17 @@ class gguf_file {
     for (const auto& item : *items) out.push_back(as_int64(item, "metadata '" + key + "' entry"));
     return out;
   }
+  /// An array of floating-point values (f32 or f64).
+  std::vector<double> numbers(const std::string& key) const {
+    const gguf_value& v = value(key);
+    const auto* items = std::get_if<std::vector<gguf_value>>(&v.value);
+    if (!items || (!items->empty() && !std::holds_alternative<double>(items->front().value)))
+      fail("metadata '" + key + "' is not an array of floats");
+    std::vector<double> out;
+    out.reserve(items->size());
+    for (const auto& item : *items) out.push_back(std::get<double>(item.value));
+    return out;
+  }
   /// A floating-point value (f32 or f64; integers are accepted too).
   double number(const std::string& key) const {
     const gguf_value& v = value(key);
