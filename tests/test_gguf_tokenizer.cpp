@@ -144,6 +144,53 @@ INSTANTIATE_TEST_SUITE_P(RealFiles, GgufTokenizer,
                                            std::make_pair("llama2", "sentencepiece")),
                          [](const auto& test) { return test.param.first; });
 
+// The other direction (gguf_tokenizer_metadata, for `eigenformer quantize --model DIR`): the
+// metadata written for a real tokenizer.json directory reads back as a tokenizer that gives the
+// Rust library's ids and texts, with the type and pre-tokenizer name llama.cpp's converter picks.
+struct written_case {
+  std::string fixture, model, pre;
+  ef::token_id bos;
+};
+
+class GgufTokenizerMetadata : public ::testing::TestWithParam<written_case> {};
+
+TEST_P(GgufTokenizerMetadata, ReadsBackAsTheRustLibrarysTokenizer) {
+  const auto& param = GetParam();
+  const auto reference =
+      read_json(std::string(EIGENFORMER_FIXTURES_DIR) + "/hf_tokenizer/" + param.fixture + ".json");
+  const std::string file =
+      std::string(EIGENFORMER_NPM_DIR) + "/" + reference.at("tokenizer").get<std::string>();
+  const std::string dir = file.substr(0, file.rfind('/'));
+  ef::model_config config;
+  config.bos_token_id = param.bos;
+  const auto metadata =
+      ef::gguf_tokenizer_metadata(dir, reference.at("vocab_size").get<ef::index_t>(), config);
+  const ef::gguf_file f(ef::gguf_bytes(metadata, {}), param.fixture + ".gguf");
+  EXPECT_EQ(f.string("tokenizer.ggml.model"), param.model);
+  EXPECT_EQ(f.string("tokenizer.ggml.pre"), param.pre);
+  const auto tokenizer_config = read_json(dir + "/tokenizer_config.json");
+  if (tokenizer_config.contains("chat_template")) {
+    EXPECT_EQ(f.string("tokenizer.chat_template"), tokenizer_config["chat_template"]);
+  }
+  const auto tokenizer = ef::gguf_tokenizer(f);
+  rust_fixture::expect_encodes_like_rust(tokenizer, reference);
+  rust_fixture::expect_decodes_like_rust(tokenizer, reference);
+}
+
+INSTANTIATE_TEST_SUITE_P(RealFiles, GgufTokenizerMetadata,
+                         ::testing::Values(written_case{"llama3", "gpt2", "llama-bpe", 128000},
+                                           written_case{"qwen3", "gpt2", "qwen2", -1},
+                                           written_case{"llama2", "llama", "default", 1}),
+                         [](const auto& test) { return test.param.fixture; });
+
+TEST(GgufTokenizerMetadata, RefusesAVocabularyLargerThanTheModel) {
+  const auto reference =
+      read_json(std::string(EIGENFORMER_FIXTURES_DIR) + "/hf_tokenizer/llama2.json");
+  const std::string file =
+      std::string(EIGENFORMER_NPM_DIR) + "/" + reference.at("tokenizer").get<std::string>();
+  EXPECT_THROW((void)ef::gguf_tokenizer_metadata(file, 1000, ef::model_config{}), ef::value_error);
+}
+
 TEST(GgufTokenizerErrors, NamesWhatIsNotSupported) {
   const auto refused = [](test_gguf::writer w, const std::string& needle) {
     try {

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <ostream>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -24,12 +26,50 @@ struct gguf_tensor_data {
   std::vector<unsigned char> bytes;
 };
 
+/// Metadata values of each kind (arrays: `items` of one kind).
+inline gguf_value gguf_u32(std::uint64_t v) {
+  gguf_value out;
+  out.type = gguf_value::kind::u32;
+  out.value = v;
+  return out;
+}
+inline gguf_value gguf_f32(double v) {
+  gguf_value out;
+  out.type = gguf_value::kind::f32;
+  out.value = double(float(v));
+  return out;
+}
+inline gguf_value gguf_bool(bool v) {
+  gguf_value out;
+  out.type = gguf_value::kind::boolean;
+  out.value = v;
+  return out;
+}
+inline gguf_value gguf_string(std::string v) {
+  gguf_value out;
+  out.type = gguf_value::kind::string;
+  out.value = std::move(v);
+  return out;
+}
+inline gguf_value gguf_array(gguf_value::kind element, std::vector<gguf_value> items) {
+  gguf_value out;
+  out.type = gguf_value::kind::array;
+  out.element_type = element;
+  out.value = std::move(items);
+  return out;
+}
+
+inline gguf_value gguf_i32(std::int64_t v) {
+  gguf_value out;
+  out.type = gguf_value::kind::i32;
+  out.value = v;
+  return out;
+}
+
 namespace detail {
 class gguf_sink {
  public:
-  explicit gguf_sink(const std::string& path) : out_(path, std::ios::binary | std::ios::trunc) {
-    if (!out_) throw io_error("gguf: cannot write " + path);
-  }
+  explicit gguf_sink(std::ostream& out) : out_(out) {}
   template <class T>
   void pod(T v) {
     out_.write(reinterpret_cast<const char*>(&v), sizeof v);
@@ -86,20 +126,15 @@ class gguf_sink {
     throw value_error("gguf: a metadata value of unknown type");
   }
   std::uint64_t written() const { return written_; }
-  void finish(const std::string& path) {
-    out_.flush();
-    if (!out_) throw io_error("gguf: writing " + path + " failed");
-    out_.close();
-  }
 
  private:
-  std::ofstream out_;
+  std::ostream& out_;
   std::uint64_t written_ = 0;
 };
 }  // namespace detail
 
-/// Writes `metadata` and `tensors`, in the given orders, as a GGUF v3 file at `path`.
-inline void write_gguf(const std::string& path,
+/// Writes `metadata` and `tensors`, in the given orders, as GGUF v3 to `stream`.
+inline void write_gguf(std::ostream& stream,
                        const std::vector<std::pair<std::string, gguf_value>>& metadata,
                        const std::vector<gguf_tensor_data>& tensors) {
   std::uint64_t alignment = 32;
@@ -109,38 +144,64 @@ inline void write_gguf(const std::string& path,
   if (alignment == 0 || (alignment & (alignment - 1)) != 0)
     throw value_error(
         detail::concat("gguf: general.alignment ", alignment, " is not a power of 2"));
+  detail::gguf_sink out(stream);
+  out.pod(std::uint32_t(0x46554747));  // "GGUF"
+  out.pod(std::uint32_t(3));
+  out.pod(std::uint64_t(tensors.size()));
+  out.pod(std::uint64_t(metadata.size()));
+  for (const auto& [key, v] : metadata) {
+    out.string(key);
+    out.pod(std::uint32_t(v.type));
+    out.value(v);
+  }
+  std::uint64_t offset = 0;
+  for (const auto& t : tensors) {
+    out.string(t.name);
+    out.pod(std::uint32_t(t.ne.size()));
+    for (const auto d : t.ne) out.pod(d);
+    out.pod(std::uint32_t(t.type));
+    out.pod(offset);
+    offset += (t.bytes.size() + alignment - 1) / alignment * alignment;
+  }
+  out.pad_to(alignment);
+  for (const auto& t : tensors) {
+    out.bytes(t.bytes.data(), t.bytes.size());
+    out.pad_to(alignment);
+  }
+}
+
+/// Writes `metadata` and `tensors`, in the given orders, as a GGUF v3 file at `path`.
+inline void write_gguf(const std::string& path,
+                       const std::vector<std::pair<std::string, gguf_value>>& metadata,
+                       const std::vector<gguf_tensor_data>& tensors) {
   const std::string temporary = path + ".tmp";
   {
-    detail::gguf_sink out(temporary);
-    out.pod(std::uint32_t(0x46554747));  // "GGUF"
-    out.pod(std::uint32_t(3));
-    out.pod(std::uint64_t(tensors.size()));
-    out.pod(std::uint64_t(metadata.size()));
-    for (const auto& [key, v] : metadata) {
-      out.string(key);
-      out.pod(std::uint32_t(v.type));
-      out.value(v);
+    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
+    if (!out) throw io_error("gguf: cannot write " + temporary);
+    try {
+      write_gguf(out, metadata, tensors);
+      out.flush();
+      if (!out) throw io_error("gguf: writing " + temporary + " failed");
+    } catch (...) {
+      out.close();
+      std::remove(temporary.c_str());
+      throw;
     }
-    std::uint64_t offset = 0;
-    for (const auto& t : tensors) {
-      out.string(t.name);
-      out.pod(std::uint32_t(t.ne.size()));
-      for (const auto d : t.ne) out.pod(d);
-      out.pod(std::uint32_t(t.type));
-      out.pod(offset);
-      offset += (t.bytes.size() + alignment - 1) / alignment * alignment;
-    }
-    out.pad_to(alignment);
-    for (const auto& t : tensors) {
-      out.bytes(t.bytes.data(), t.bytes.size());
-      out.pad_to(alignment);
-    }
-    out.finish(temporary);
   }
   if (std::rename(temporary.c_str(), path.c_str()) != 0) {
     std::remove(temporary.c_str());
     throw io_error("gguf: cannot rename " + temporary + " to " + path);
   }
+}
+
+/// The bytes of that GGUF file, in memory (gguf_file reads them back).
+inline std::vector<unsigned char> gguf_bytes(
+    const std::vector<std::pair<std::string, gguf_value>>& metadata,
+    const std::vector<gguf_tensor_data>& tensors) {
+  std::ostringstream out(std::ios::binary);
+  write_gguf(out, metadata, tensors);
+  const std::string s = out.str();
+  return std::vector<unsigned char>(s.begin(), s.end());
 }
 
 }  // namespace eigenformer
