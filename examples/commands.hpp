@@ -15,5 +15,6 @@ void add_init_command(CLI::App& app);                          // commands/init.
 void add_train_command(CLI::App& app, int argc, char** argv);  // commands/train.cpp
 void add_bench_command(CLI::App& app);                         // commands/bench.cpp
 void add_quantize_command(CLI::App& app);                      // commands/quantize.cpp
+void add_perplexity_command(CLI::App& app);                    // commands/perplexity.cpp
 
 }  // namespace eigenformer_cli

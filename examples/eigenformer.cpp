@@ -4,10 +4,12 @@
 //   eigenformer logits    --model DIR --tokens IDS [--out FILE.npy] [--precision ...]
 //   eigenformer generate  --model DIR (--prompt TEXT | --tokens IDS) [-n 64] [sampling ...]
 //   eigenformer tokenize  --tokenizer DIR (--text TEXT | --file F | --decode IDS)
-//   eigenformer attention --model DIR (--prompt TEXT | --tokens IDS) --layer L [--head H] --out
-//   F.png eigenformer init      --out DIR [--arch gpt2|llama|mistral|qwen2|qwen3] [sizes ...]
+//   eigenformer attention --model DIR (--prompt TEXT | --tokens IDS) --layer L --out F.png
+//   eigenformer init      --out DIR [--arch gpt2|llama|mistral|qwen2|qwen3] [sizes ...]
 //   eigenformer train     --data FILE --out DIR [...]
 //   eigenformer bench     [--model DIR | --shape NAME] [-p ...] [-n ...] [--dtype ...]
+//   eigenformer quantize  --model F.gguf --out Q.gguf --dtype q8_0|q4_0|q4_k_m
+//   eigenformer perplexity --model M --text FILE [--ctx N] [--dtype ...] [--reference M0]
 #include <algorithm>
 #include <cstdio>
 #include <exception>
@@ -28,6 +30,7 @@ int main(int argc, char** argv) {
   eigenformer_cli::add_train_command(app, argc, argv);
   eigenformer_cli::add_bench_command(app);
   eigenformer_cli::add_quantize_command(app);
+  eigenformer_cli::add_perplexity_command(app);
 
   const auto one_line = [](std::string message) {
     std::replace(message.begin(), message.end(), '\n', ' ');

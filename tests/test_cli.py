@@ -625,7 +625,8 @@ class GgufFiles(unittest.TestCase):
                     (["--model", os.path.join(self.DIR, "gpt2_tiny.q8_0.gguf"), "--dtype", "q4_0"],
                      "already"),
                     (["--model", src, "--dtype", "q4_k_m"], "q5_1"),
-                    (["--model", FIXTURES, "--dtype", "q8_0"], "GGUF"),
+                    (["--model", FIXTURES, "--dtype", "q8_0"], "config.json"),
+                    (["--model", TINY, "--dtype", "q4_k_m"], "q5_1"),
                     (["--model", src, "--dtype", "q3_k"], "--dtype")):
                 bad = os.path.join(tmp, "bad.gguf")
                 r = run("quantize", *args, "--out", bad)
@@ -633,6 +634,41 @@ class GgufFiles(unittest.TestCase):
                 self.assertIn(needle, r.stderr, args)
                 self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
                 self.assertFalse(os.path.exists(bad), args)
+
+    def test_quantize_converts_hugging_face_directories(self):
+        # The GPT-2 test checkpoint converted here (f32) and quantized (q4_0) gives the logits of
+        # the files llama.cpp's converter and llama-quantize made from it.
+        tokens, _ = self.load("gpt2_tiny.f32")
+        with tempfile.TemporaryDirectory() as tmp:
+            for dtype, theirs in (("f32", "gpt2_tiny.f32.gguf"),
+                                  ("q4_0", "gpt2_tiny.llama_quantize.q4_0.gguf")):
+                ours = os.path.join(tmp, dtype + ".gguf")
+                r = run("quantize", "--model", TINY, "--out", ours, "--dtype", dtype)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn("no tokenizer", r.stderr)
+                logits = []
+                for model in (ours, os.path.join(self.DIR, theirs)):
+                    out = os.path.join(tmp, "logits.npy")
+                    r = run("logits", "--model", model, "--tokens", " ".join(map(str, tokens)),
+                            "--out", out)
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                    logits.append(np.load(out))
+                self.assertTrue(np.array_equal(logits[0], logits[1]), dtype)
+
+    def test_the_demo_converted_generates_from_the_file_alone(self):
+        # The demo directory (vocab.json + merges.txt) as one GGUF file: the same seeded text.
+        model = os.path.join(DEMO, "model")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "demo.gguf")
+            r = run("quantize", "--model", model, "--out", path, "--dtype", "f32")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            texts = []
+            for source in (model, path):
+                r = run("generate", "--model", source, "--prompt", "And God said", "-n", "40",
+                        "--seed", "3")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                texts.append(r.stdout)
+            self.assertEqual(texts[0], texts[1])
 
     def test_bad_files_are_one_line_errors(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -646,6 +682,70 @@ class GgufFiles(unittest.TestCase):
                 self.assertEqual(r.returncode, 1)
                 self.assertIn(needle, r.stderr)
                 self.assertEqual(len(r.stderr.strip().splitlines()), 1)
+
+
+class Perplexity(unittest.TestCase):
+    """`eigenformer perplexity` against the same arithmetic done here on `logits --out`: chunks of
+    ctx tokens, the second half of each scored, exp of the mean negative log-likelihood; the mean
+    KL divergence from the unquantized model, and how often the top tokens agree."""
+
+    CTX = 32
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.text = os.path.join(self.tmp.name, "text.txt")
+        with open(os.path.join(DEMO, "kjv.txt"), "rb") as f:
+            data = f.read()
+        with open(self.text, "wb") as f:  # the held-out tail: 3 chunks and a few bytes
+            f.write(data[-(3 * self.CTX + 5):])
+        self.tokens = list(data[-(3 * self.CTX + 5):])  # the byte tokenizer: id = byte
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def log_probs(self, chunk, precision):
+        out = os.path.join(self.tmp.name, "logits.npy")
+        r = run("logits", "--model", os.path.join(DEMO, "model"), "--tokens",
+                " ".join(map(str, chunk)), "--out", out, "--precision", precision)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        x = np.load(out).astype(np.float64)
+        x -= x.max(axis=1, keepdims=True)
+        return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+
+    def test_matches_the_computation_on_the_logits(self):
+        r = run("perplexity", "--model", os.path.join(DEMO, "model"), "--text", self.text,
+                "--ctx", str(self.CTX), "--dtype", "q8_0")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = {line.split(" = ")[0]: float(line.split(" = ")[1].split()[0])
+               for line in r.stdout.splitlines() if " = " in line}
+        nll, ref_nll, kld, same = [], [], [], []
+        first = self.CTX // 2
+        for c in range(3):
+            chunk = self.tokens[c * self.CTX:(c + 1) * self.CTX]
+            q, p = self.log_probs(chunk, "q8_0"), self.log_probs(chunk, "f32")
+            for i in range(first, self.CTX - 1):
+                nll.append(-q[i, chunk[i + 1]])
+                ref_nll.append(-p[i, chunk[i + 1]])
+                kld.append(float(np.sum(np.exp(p[i]) * (p[i] - q[i]))))
+                same.append(np.argmax(p[i]) == np.argmax(q[i]))
+        self.assertAlmostEqual(got["PPL"], np.exp(np.mean(nll)), delta=1e-3)
+        self.assertAlmostEqual(got["reference PPL"], np.exp(np.mean(ref_nll)), delta=1e-3)
+        self.assertAlmostEqual(got["Mean KLD"], np.mean(kld), delta=2e-6)
+        self.assertAlmostEqual(got["Same top"], 100 * np.mean(same), delta=1e-3)
+        self.assertGreater(got["Mean KLD"], 0)
+
+    def test_bad_input_is_one_line(self):
+        for args, needle in ((["--ctx", "64"], "needs at least 128"),
+                             (["--ctx", "4096"], "outside"),
+                             (["--text", os.path.join(self.tmp.name, "none.txt")], "cannot read"),
+                             (["--reference", os.path.join(self.tmp.name, "none")], "neither")):
+            full = ["--model", os.path.join(DEMO, "model"), "--text", self.text, *args]
+            if "--text" in args:
+                full = ["--model", os.path.join(DEMO, "model"), *args]
+            r = run("perplexity", *full)
+            self.assertEqual(r.returncode, 1, args)
+            self.assertIn(needle, r.stderr, args)
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
 
 
 if __name__ == "__main__":
