@@ -3,9 +3,10 @@
 # files, same threads, one run, plus the machine's ceilings (../shared/limits) in that run.
 # Builds nothing: give a llama.cpp source tree whose build/bin has llama-bench and
 # llama-quantize (built from source).
-#   bash benchmarks/compare_llamacpp.sh LLAMA_CPP_DIR [shapes=smollm2-135m] [threads=1,2] \
+#   bash benchmarks/compare_llamacpp.sh LLAMA_CPP_DIR [shapes=smollm2-135m,gpt2] [threads=1,2] \
 #        [types=F32,Q8_0,Q4_0,Q4_K_M]
-# For each shape: an F32 GGUF with random weights (make_random_gguf.py, llama.cpp's gguf-py),
+# For each shape: an F32 GGUF with random weights (make_random_gguf.py with llama.cpp's gguf-py;
+# gpt2: eigenformer init + eigenformer quantize --dtype f32),
 # llama-quantize to each type (and `eigenformer quantize` too: its tensors are compared with
 # llama-quantize's and llama-bench loads its file), then pp256 and tg64 on both programs. Our
 # tg64 is measured after a 128-token prompt (--depth 128, the issue's target); llama-bench c392e50 has no depth option,
@@ -13,7 +14,7 @@
 # Needs: build/eigenformer, /usr/bin/python3 with numpy and python3-sentencepiece.
 set -euo pipefail
 llama=${1:?usage: compare_llamacpp.sh LLAMA_CPP_DIR [shapes] [threads] [types]}
-shapes=${2:-smollm2-135m}
+shapes=${2:-smollm2-135m,gpt2}
 threads=${3:-1,2}
 types=${4:-F32,Q8_0,Q4_0,Q4_K_M}
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -22,8 +23,29 @@ trap 'rm -rf "$work"' EXIT
 limits="$here/../shared/limits/run.sh"
 if [ -f "$limits" ]; then bash "$limits" 2>&1 | grep -E "threads=|clock|GB/s" | head -8; fi
 for shape in ${shapes//,/ }; do
-  /usr/bin/python3 "$here/benchmarks/make_random_gguf.py" --gguf-py "$llama/gguf-py" \
-    --shape "$shape" --type f32 --out "$work/$shape.F32.gguf" >/dev/null
+  if [ "$shape" = gpt2 ]; then
+    # GPT-2 124M: random weights from `eigenformer init`, a placeholder byte-level vocabulary of
+    # 50257 tokens (speed does not depend on what they spell), converted by `eigenformer
+    # quantize --dtype f32` (gguf-py's converter needs the real tokenizer files).
+    "$here/build/eigenformer" init --out "$work/gpt2" --arch gpt2 --layers 12 --heads 12 \
+      --embd 768 --ctx 1024 --vocab 50257 >/dev/null
+    /usr/bin/python3 - "$work/gpt2" <<'EOF2'
+import json, sys
+alphabet = [chr(c) for c in range(33, 127)] + [chr(c) for c in range(161, 173)] + \
+    [chr(c) for c in range(174, 256)]
+alphabet += [chr(256 + i) for i in range(256 - len(alphabet))]
+vocab = {t: i for i, t in enumerate(alphabet)}
+vocab.update({"t%d" % i: i for i in range(256, 50256)})
+vocab["<|endoftext|>"] = 50256
+json.dump(vocab, open(sys.argv[1] + "/vocab.json", "w"))
+open(sys.argv[1] + "/merges.txt", "w").write("#version: 0.2\n")
+EOF2
+    "$here/build/eigenformer" quantize --model "$work/gpt2" --out "$work/$shape.F32.gguf" \
+      --dtype f32 >/dev/null
+  else
+    /usr/bin/python3 "$here/benchmarks/make_random_gguf.py" --gguf-py "$llama/gguf-py" \
+      --shape "$shape" --type f32 --out "$work/$shape.F32.gguf" >/dev/null
+  fi
   for type in ${types//,/ }; do
     [ "$type" = F32 ] && continue
     "$llama/build/bin/llama-quantize" "$work/$shape.F32.gguf" "$work/$shape.$type.gguf" "$type" \
