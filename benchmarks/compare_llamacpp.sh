@@ -8,7 +8,7 @@
 # For each shape: an F32 GGUF with random weights (make_random_gguf.py with llama.cpp's gguf-py;
 # gpt2: eigenformer init + eigenformer quantize --dtype f32),
 # llama-quantize to each type (and `eigenformer quantize` too: its tensors are compared with
-# llama-quantize's and llama-bench loads its file), then pp256 and tg64 on both programs. Our
+# llama-quantize's and llama-bench loads its file), then pp256, pp1024 and tg64 on both programs. Our
 # tg64 is measured after a 128-token prompt (--depth 128, the target); llama-bench c392e50 has no depth option,
 # so its tg64 starts from an empty context (the easier case for it). Ratio = ours / llama.cpp.
 # Needs: build/eigenformer, /usr/bin/python3 with numpy and python3-sentencepiece.
@@ -78,9 +78,9 @@ EOF2
   for t in ${threads//,/ }; do
     for type in ${types//,/ }; do
       file="$work/$shape.$type.gguf"
-      "$here/build/eigenformer" bench --model "$file" -p 256 -n 64 --depth 128 --threads "$t" \
+      "$here/build/eigenformer" bench --model "$file" -p 256,1024 -n 64 --depth 128 --threads "$t" \
         -r 3 --json 2>/dev/null | sed "s/^/ours $shape $type /" >>"$work/results"
-      "$llama/build/bin/llama-bench" -m "$file" -p 256 -n 64 -t "$t" -r 3 -o jsonl 2>/dev/null |
+      "$llama/build/bin/llama-bench" -m "$file" -p 256,1024 -n 64 -t "$t" -r 3 -o jsonl 2>/dev/null |
         sed "s/^/llama $shape $type /" >>"$work/results"
     done
   done
