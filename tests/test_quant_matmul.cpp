@@ -28,7 +28,7 @@ void append_random_columns(quantized_matrix& q, quant_type t, index_t n_cols, re
   if (eigenformer::traits_of(t).block_weights == 32) {
     const matrix<float> w = ref::random_matrix<float>(K, n_cols, r);
     const quantized_matrix part = eigenformer::quantize_matrix(w, t);
-    q.append_columns(t, n_cols, part.segments.front().bytes.data());
+    q.append_columns(t, n_cols, part.segments.front().ggml_bytes().data());
     return;
   }
   const auto& traits = eigenformer::traits_of(t);
@@ -121,8 +121,9 @@ struct weight_code {
 weight_code code_of(const quantized_matrix& q, index_t k, index_t n) {
   const auto& s = q.segments.front();
   const auto& traits = eigenformer::traits_of(s.type);
-  const unsigned char* block =
-      s.bytes.data() + (n - s.first) * s.row_bytes + k / traits.block_weights * traits.block_bytes;
+  std::vector<unsigned char> row(std::size_t(s.row_bytes));
+  s.column_blocks(n - s.first, row.data());  // ggml's layout (tested below)
+  const unsigned char* block = row.data() + k / traits.block_weights * traits.block_bytes;
   const int e = int(k % 32), j = int(k % traits.block_weights) / 32;  // j: block of 32 in 256
   weight_code c;
   switch (s.type) {
@@ -163,13 +164,28 @@ weight_code code_of(const quantized_matrix& q, index_t k, index_t n) {
   return c;
 }
 
-// The summation order ops/quant_int8.hpp documents, written out in scalar code: pairs of blocks,
-// lane l taking elements 16(l >> 3) + 4(l & 3) + 0..3 of block 2p + ((l >> 2) & 1), an exact
-// integer sum times the scales added with fma, then the 16 lanes pairwise and the bias. Every
-// build (AVX512-VNNI or portable) must give these bits.
+// The summation orders ops/quant_int8.hpp documents, written out in scalar code. q8_0 and q4_0:
+// an exact integer sum per block times d d_x, added block after block with fma, then the bias.
+// The others: pairs of blocks, lane l taking elements 16(l >> 3) + 4(l & 3) + 0..3 of block
+// 2p + ((l >> 2) & 1), an exact integer sum times the scales added with fma, then the 16 lanes
+// pairwise and the bias. Every build (AVX512-VNNI or portable) must give these bits.
 float int8_order(const float* x, index_t K, const quantized_matrix& q, index_t n, float bias) {
   const auto xb = round_activations(x, K);
   const index_t blocks = K / 32;
+  const quant_type type = q.segment_of(n).type;
+  if (type == quant_type::q8_0 || type == quant_type::q4_0) {
+    float acc = 0.0f;
+    for (index_t b = 0; b < blocks; ++b) {
+      std::int32_t sum = 0;
+      weight_code c;
+      for (int e = 0; e < 32; ++e) {
+        c = code_of(q, 32 * b + e, n);
+        sum += (c.u - c.offset) * xb[std::size_t(b)].q[e];
+      }
+      acc = std::fma(float(sum), c.a * xb[std::size_t(b)].d, acc);
+    }
+    return acc + bias;
+  }
   float lanes[16] = {};
   for (index_t p = 0; p < (blocks + 1) / 2; ++p) {
     for (int l = 0; l < 16; ++l) {
@@ -390,13 +406,61 @@ TEST(QuantMatmul, TransposedQuantizationAndSegments) {
   EXPECT_EQ(a.rows, 64);
   EXPECT_EQ(a.cols, 37);
   EXPECT_EQ(a.segments.front().bytes, b.segments.front().bytes);
-  EXPECT_EQ(a.bytes(), std::size_t(37 * 2 * 18));
+  EXPECT_EQ(a.bytes(), std::size_t(48 * 2 * 18));  // 3 interleaved groups of 16 columns
+  const std::vector<unsigned char> ggml = a.segments.front().ggml_bytes();
+  EXPECT_EQ(ggml.size(), std::size_t(37 * 2 * 18));
   quantized_matrix two;
   two.rows = 64;
-  two.append_columns(quant_type::q4_0, 37, a.segments.front().bytes.data());
-  two.append_columns(quant_type::q4_0, 37, a.segments.front().bytes.data());
+  two.append_columns(quant_type::q4_0, 37, ggml.data());
+  two.append_columns(quant_type::q4_0, 37, ggml.data());  // fills the last group's padding
+  std::vector<unsigned char> twice = ggml;
+  twice.insert(twice.end(), ggml.begin(), ggml.end());
+  EXPECT_EQ(two.segments.front().ggml_bytes(), twice);
   EXPECT_EQ(two.segments.size(), 1u);  // same type: one segment
   EXPECT_EQ(eigenformer::dequantize(two).rightCols(37), eigenformer::dequantize(a));
+}
+
+// q8_0 and q4_0 columns are stored interleaved 16 at a time: every byte lands where
+// quant/quantized_matrix.hpp says, whatever the pieces the columns are appended in, and comes
+// back as ggml's bytes.
+TEST(QuantMatmul, InterleavedLayoutIsTheDocumentedOne) {
+  ref::rng r(27);
+  for (const quant_type t : {quant_type::q8_0, quant_type::q4_0}) {
+    const index_t K = 96, blocks = 3, block_bytes = eigenformer::traits_of(t).block_bytes;
+    const index_t row_bytes = blocks * block_bytes, n_cols = 37;
+    std::vector<unsigned char> ggml(std::size_t(n_cols * row_bytes));
+    for (auto& b : ggml) b = static_cast<unsigned char>(r.below(256));
+    quantized_matrix q;
+    q.rows = K;
+    index_t done = 0;
+    for (const index_t piece : {5, 20, 12}) {
+      q.append_columns(t, piece, ggml.data() + done * row_bytes);
+      done += piece;
+    }
+    ASSERT_EQ(q.segments.size(), 1u);
+    const auto& s = q.segments.front();
+    ASSERT_EQ(s.bytes.size(), std::size_t(3 * 16 * row_bytes));  // padded to 48 columns
+    EXPECT_EQ(s.ggml_bytes(), ggml);
+    for (index_t n = 0; n < 48; ++n) {
+      for (index_t b = 0; b < blocks; ++b) {
+        const unsigned char* block = s.bytes.data() + (n / 16) * 16 * row_bytes +
+                                     b * 16 * block_bytes;  // this group's block b
+        const index_t c = n % 16;
+        const unsigned char* from = ggml.data() + n * row_bytes + b * block_bytes;
+        const bool padding = n >= n_cols;
+        for (index_t i = 0; i < 2; ++i)  // the fp16 scale
+          ASSERT_EQ(block[2 * c + i], padding ? 0 : from[i]) << n << " " << b;
+        const index_t codes = t == quant_type::q8_0 ? 32 : 16;  // bytes of codes per block
+        for (index_t e = 0; e < codes; ++e) {
+          const unsigned char stored = block[32 + 64 * (e / 4) + 4 * c + e % 4];
+          const int expected = padding                 ? 0
+                               : t == quant_type::q8_0 ? from[2 + e] ^ 0x80
+                                                       : from[2 + e];
+          ASSERT_EQ(stored, expected) << eigenformer::traits_of(t).name << " " << n << " " << e;
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -124,7 +124,7 @@ inline void quantize_gguf(const gguf_file& in, const std::string& out_path,
       } else {
         const quant_type q = static_cast<quant_type>(wanted);
         const quantized_matrix m = quantize_matrix_transposed(rows, q);  // one row per output
-        out.bytes = m.segments.front().bytes;
+        out.bytes = m.segments.front().ggml_bytes();
       }
     }
     tensors.push_back(std::move(out));

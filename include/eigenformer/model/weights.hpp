@@ -170,7 +170,7 @@ inline void quantize_linear_columns(linear_weights<float>& w,
   index_t first = 0;
   for (const auto& [t, cols] : ranges) {
     const quantized_matrix part = quantize_matrix(w.weight.middleCols(first, cols), t);
-    q.append_columns(t, cols, part.segments.front().bytes.data());
+    q.append_columns(t, cols, part.segments.front().ggml_bytes().data());
     first += cols;
   }
   if (first != w.weight.cols())

@@ -5,12 +5,18 @@
 // What is computed, for a row x and a column w of K weights (K/32 blocks):
 //  1. x is quantized per block b as ggml's quantize_row_q8_0 does: d_x = max|x| / 127,
 //     q_x = round-half-even(x / d_x) (with ggml's 1 / d_x), so |q_x| <= 127; d_x stays float.
+// q8_0 and q4_0 (interleaved 16 columns at a time, quant/quantized_matrix.hpp):
+//  2. Each weight is d (u - 2^s), u >= 0 its code (s = 7 for q8_0, 3 for q4_0). Block b gives
+//     the exact integer I_b = sum over its 32 weights of (u - 2^s) q_x, and one running sum
+//     per column takes the blocks in increasing order: acc = fma(float(I_b), d d_x, acc).
+//  3. y = acc + the bias.
+// The other types (rows of blocks as ggml stores them):
 //  2. Blocks go in pairs (2p, 2p + 1). A pair's 64 values are laid out as [block 2p elements
 //     0-15 | block 2p+1 elements 0-15 | block 2p elements 16-31 | block 2p+1 elements 16-31]
 //     (a q4_0 block's low nibbles, then its high ones), and lane l of 16 takes bytes 4l..4l+3:
 //     elements 16(l >> 3) + 4(l & 3) + 0..3 of block 2p + ((l >> 2) & 1).
 //  3. Each weight is a code u >= 0 times a scale a, less an offset: w = a (u - 2^s) for q8_0
-//     (u = q + 128, s = 7), q4_0 (s = 3), q5_0 (s = 4) and q6_k (s = 5), with a the block's d
+//     q5_0 (s = 4) and q6_k (s = 5), with a the block's d
 //     or, for q6_k, d times the int8 scale of the lane's 16 weights; w = a u - m for q4_k and
 //     q5_k, with a = d scale_j and m = dmin min_j of the lane's sub-block of 32 (a and m are
 //     exact products in float). Lane l of the pair, with S = the sum of its 4 q_x:
@@ -24,10 +30,12 @@
 // d_x / 2 per activation (tests/test_quant_matmul.cpp bounds it).
 //
 // How: the codes are unsigned, so AVX512-VNNI's vpdpbusd (unsigned x signed bytes, 4 per lane)
-// applies; the offsets 2^s times each lane's -S start the integer sum. The k-quants unpack their
-// sub-block scales once per super-block of 256 and spread them over the lanes with one permute
-// per pair. Elsewhere the same arithmetic in plain C++ (the portable test build proves both give
-// the same bits).
+// applies; the offsets 2^s times -S (the sum of the q_x of a lane or a block) start the integer
+// sum. Interleaved, a vector's lanes are 16 columns: 8 vpdpbusd with a broadcast activation
+// word, one conversion and one scale multiply make a block of 16 columns, with no shuffles. The
+// k-quants unpack their sub-block scales once per super-block of 256 and spread them over the lanes
+// with one permute per pair. Elsewhere the same arithmetic in plain C++ (the portable test build
+// proves both give the same bits).
 #pragma once
 
 #include <algorithm>
@@ -75,11 +83,11 @@ inline constexpr index_t block_bytes_of = T == quant_type::q8_0   ? index_t(size
 
 /// Rows of x quantized per block, in the pair layout above. Per row: values [pairs x 64] int8,
 /// then scales [pairs x 16] float (each lane's d_x), then sums [pairs x 16] int32 (minus each
-/// lane's sum of q_x).
+/// lane's sum of q_x), then block_sums [pairs x 2] int32 (minus each block's).
 struct int8_rows {
   index_t pairs = 0;
   unsigned char* data = nullptr;
-  static constexpr index_t row_bytes_per_pair = 64 + 16 * 4 + 16 * 4;
+  static constexpr index_t row_bytes_per_pair = 64 + 16 * 4 + 16 * 4 + 2 * 4;
   index_t row_bytes() const { return pairs * row_bytes_per_pair; }
   const std::int8_t* values(index_t t) const {
     return reinterpret_cast<const std::int8_t*>(data + t * row_bytes());
@@ -90,11 +98,23 @@ struct int8_rows {
   const std::int32_t* sums(index_t t) const {
     return reinterpret_cast<const std::int32_t*>(data + t * row_bytes() + pairs * 128);
   }
+  const std::int32_t* block_sums(index_t t) const {
+    return reinterpret_cast<const std::int32_t*>(data + t * row_bytes() + pairs * 192);
+  }
+  /// Block b's 4 activations 4j .. 4j + 3 (j < 8), contiguous in the pair layout.
+  const std::int8_t* word(index_t t, index_t b, index_t j) const {
+    return values(t) + 64 * (b / 2) + 32 * (j / 4) + 16 * (b % 2) + 4 * (j % 4);
+  }
+  /// Block b's d_x.
+  float block_scale(index_t t, index_t b) const { return scales(t)[16 * (b / 2) + 4 * (b % 2)]; }
   std::int8_t* values(index_t t) {
     return const_cast<std::int8_t*>(std::as_const(*this).values(t));
   }
   float* scales(index_t t) { return const_cast<float*>(std::as_const(*this).scales(t)); }
   std::int32_t* sums(index_t t) { return const_cast<std::int32_t*>(std::as_const(*this).sums(t)); }
+  std::int32_t* block_sums(index_t t) {
+    return const_cast<std::int32_t*>(std::as_const(*this).block_sums(t));
+  }
 };
 
 /// Position in a pair's 64 bytes of element e (0..31) of the pair's block `second` (0 or 1).
@@ -203,6 +223,14 @@ int8_rows quantize_int8_rows(matrix_cref<float> x, Buffer& buffer) {
   const auto one_row = [&](index_t t) {
     quantize_int8_row(x.data() + t * x.outerStride(), K, rows.pairs, rows.values(t), rows.scales(t),
                       rows.sums(t));
+    const std::int32_t* lanes = rows.sums(t);
+    std::int32_t* blocks = rows.block_sums(t);
+    for (index_t p = 0; p < rows.pairs; ++p, lanes += 16) {
+      for (int second = 0; second < 2; ++second) {
+        const std::int32_t* l = lanes + 4 * second;  // lanes 0-3, 8-11 or 4-7, 12-15
+        blocks[2 * p + second] = l[0] + l[1] + l[2] + l[3] + l[8] + l[9] + l[10] + l[11];
+      }
+    }
   };
   if (T < 16) {
     for (index_t t = 0; t < T; ++t) one_row(t);
@@ -250,20 +278,15 @@ inline void unpack_pair_scalar(const unsigned char* column, index_t p, index_t b
           block_m[second] = fp16_value(dmin_bits) * float(min);
         }
       } else {
+        static_assert(T == quant_type::q5_0, "q8_0 and q4_0 are interleaved");
         const unsigned char* block = column + b * block_bytes_of<T>;
         std::uint16_t d_bits;
         std::memcpy(&d_bits, block, 2);
         block_a[second][0] = block_a[second][1] = fp16_value(d_bits);
-        if constexpr (T == quant_type::q8_0) {
-          value = block[2 + e] ^ 0x80;
-        } else if constexpr (T == quant_type::q4_0) {
-          value = e < 16 ? block[2 + e] & 0x0f : block[2 + e - 16] >> 4;
-        } else {
-          std::uint32_t high;
-          std::memcpy(&high, block + 2, 4);
-          const unsigned char* qs = block + 6;
-          value = (e < 16 ? qs[e] & 0x0f : qs[e - 16] >> 4) | int((high >> e) & 1) << 4;
-        }
+        std::uint32_t high;
+        std::memcpy(&high, block + 2, 4);
+        const unsigned char* qs = block + 6;
+        value = (e < 16 ? qs[e] & 0x0f : qs[e - 16] >> 4) | int((high >> e) & 1) << 4;
       }
       u[pair_position(e, second)] = static_cast<std::uint8_t>(value);
     }
@@ -277,63 +300,31 @@ inline void unpack_pair_scalar(const unsigned char* column, index_t p, index_t b
 #if defined(EIGENFORMER_QUANT_VNNI)
 using int8_lanes = __m512;
 
-/// Pair (b, b + 1) of a column of a 32-weight block type (or block b alone, Two = false): the
-/// unsigned codes in the layout, and the 16 lanes' weight scales.
-template <quant_type T, bool Two>
-inline void load_pair(const unsigned char* column, index_t b, __m512i& u, __m512& d) {
-  constexpr index_t bytes = block_bytes_of<T>;
+/// Pair (b, b + 1) of a q5_0 column (or block b alone, Two = false): the unsigned codes in the
+/// layout, and the 16 lanes' weight scales.
+template <bool Two>
+inline void load_q5_0_pair(const unsigned char* column, index_t b, __m512i& u, __m512& d) {
+  constexpr index_t bytes = block_bytes_of<quant_type::q5_0>;
   const unsigned char* first = column + b * bytes;
-#if defined(__AVX512VBMI__)
-  if constexpr (T == quant_type::q4_0) {
-    // The pair's 36 bytes [d0 | 16 codes | d1 | 16 codes] in one masked load (nothing past
-    // them is read); one byte permute makes [codes 0 | codes 1] twice, the upper copy is shifted
-    // to its high nibbles; one word permute spreads d0/d1 over the lanes. Same values as below
-    // in fewer shuffles.
-    const __m512i raw = _mm512_maskz_loadu_epi8(Two ? 0xFFFFFFFFFull : 0x3FFFFull, first);
-    const __m512i codes = _mm512_set_epi8(
-        35, 34, 33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 17, 16, 15, 14, 13, 12, 11,
-        10, 9, 8, 7, 6, 5, 4, 3, 2, 35, 34, 33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20,
-        17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2);
-    const __m512i both = _mm512_permutexvar_epi8(codes, raw);
-    u = _mm512_and_si512(_mm512_mask_srli_epi16(both, 0xFFFF0000u, both, 4),
-                         _mm512_set1_epi8(0x0f));
-    const __m512i scales = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 9, 9,
-                                            9, 0, 0, 0, 0, 9, 9, 9, 9, 0, 0, 0, 0);
-    d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(scales, raw)));
-    return;
-  }
-#endif
   const unsigned char* second = first + bytes;
   std::uint16_t d0, d1 = 0;
   std::memcpy(&d0, first, 2);
   if (Two) std::memcpy(&d1, second, 2);
   d = pair_pattern(
       _mm_cvtph_ps(_mm_cvtsi32_si128(int(std::uint32_t(d0) | std::uint32_t(d1) << 16))));
-  if constexpr (T == quant_type::q8_0) {
-    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(first + 2));
-    const __m256i c = Two ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(second + 2))
-                          : _mm256_set1_epi8(char(0x80));
-    const __m512i ac = _mm512_inserti64x4(_mm512_zextsi256_si512(a), c, 1);
-    u = _mm512_xor_si512(_mm512_shuffle_i64x2(ac, ac, _MM_SHUFFLE(3, 1, 2, 0)),
-                         _mm512_set1_epi8(char(0x80)));
-  } else {
-    constexpr index_t qs = T == quant_type::q4_0 ? 2 : 6;
-    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(first + qs));
-    const __m128i c =
-        Two ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(second + qs)) : _mm_setzero_si128();
-    const __m256i ac = _mm256_inserti128_si256(_mm256_castsi128_si256(a), c, 1);
-    u = _mm512_and_si512(
-        _mm512_inserti64x4(_mm512_zextsi256_si512(ac), _mm256_srli_epi16(ac, 4), 1),
-        _mm512_set1_epi8(0x0f));
-    if constexpr (T == quant_type::q5_0) {
-      std::uint32_t h0, h1 = 0;
-      std::memcpy(&h0, first + 2, 4);
-      if (Two) std::memcpy(&h1, second + 2, 4);
-      const std::uint64_t mask = std::uint64_t(h0 & 0xffff) | std::uint64_t(h1 & 0xffff) << 16 |
-                                 std::uint64_t(h0 >> 16) << 32 | std::uint64_t(h1 >> 16) << 48;
-      u = _mm512_mask_add_epi8(u, _cvtu64_mask64(mask), u, _mm512_set1_epi8(16));
-    }
-  }
+  const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(first + 6));
+  const __m128i c =
+      Two ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(second + 6)) : _mm_setzero_si128();
+  const __m256i ac = _mm256_inserti128_si256(_mm256_castsi128_si256(a), c, 1);
+  u = _mm512_and_si512(_mm512_inserti64x4(_mm512_zextsi256_si512(ac), _mm256_srli_epi16(ac, 4), 1),
+                       _mm512_set1_epi8(0x0f));
+  // The fifth bits: weights 0-15 of both blocks, then 16-31, as the layout orders them.
+  std::uint32_t h0, h1 = 0;
+  std::memcpy(&h0, first + 2, 4);
+  if (Two) std::memcpy(&h1, second + 2, 4);
+  const std::uint64_t mask = std::uint64_t(h0 & 0xffff) | std::uint64_t(h1 & 0xffff) << 16 |
+                             std::uint64_t(h0 >> 16) << 32 | std::uint64_t(h1 >> 16) << 48;
+  u = _mm512_mask_add_epi8(u, _cvtu64_mask64(mask), u, _mm512_set1_epi8(16));
 }
 
 /// [block 2c elements 0-31 | block 2c+1 elements 0-31] -> the pair layout.
@@ -422,9 +413,10 @@ inline __m512i k_scale_index(int c) {
 template <quant_type T, bool Two, int R, int C>
 inline void int8_pair_step(const int8_rows& x, index_t t0, const unsigned char* const* column,
                            index_t p, int8_lanes (&acc)[R][C]) {
+  static_assert(T == quant_type::q5_0, "q8_0 and q4_0 are interleaved");
   __m512i u[C];
   __m512 d[C];
-  for (int c = 0; c < C; ++c) load_pair<T, Two>(column[c], 2 * p, u[c], d[c]);
+  for (int c = 0; c < C; ++c) load_q5_0_pair<Two>(column[c], 2 * p, u[c], d[c]);
   for (int r = 0; r < R; ++r) {
     const __m512i xv = _mm512_loadu_si512(x.values(t0 + r) + 64 * p);
     const __m512 dx = _mm512_loadu_ps(x.scales(t0 + r) + 16 * p);
@@ -519,6 +511,115 @@ inline void int8_tile(const int8_rows& x, index_t t0, const unsigned char* const
           } else {
             lane = std::fma(float(sum), a[l] * dx[l], lane);
           }
+        }
+      }
+    }
+  }
+}
+#endif
+
+/// Bytes of block b of an interleaved group (16 ggml blocks).
+template <quant_type T>
+inline constexpr index_t group_block_bytes = interleave_columns* block_bytes_of<T>;
+
+inline std::int32_t load_word(const std::int8_t* p) {
+  std::int32_t w;
+  std::memcpy(&w, p, 4);
+  return w;
+}
+
+#if defined(EIGENFORMER_QUANT_VNNI)
+/// Rows [t0, t0 + R) of x times the interleaved groups group[0 .. G) (K = 32 `blocks`), lane c
+/// of acc[r][g] for column c of group g, in the order at the top of this file. The integer sums
+/// are exact, so the order of the vpdpbusd does not matter; the float sums go block by block.
+template <quant_type T, int R, int G>
+inline void interleaved_tile(const int8_rows& x, index_t t0, const unsigned char* const* group,
+                             index_t blocks, int8_lanes (&acc)[R][G]) {
+  static_assert(is_interleaved(T), "q8_0 or q4_0");
+  constexpr int shift = int8_offset_shift(T);
+  for (int r = 0; r < R; ++r) {
+    for (int g = 0; g < G; ++g) acc[r][g] = _mm512_setzero_ps();
+  }
+  for (index_t b = 0; b < blocks; ++b) {
+    const unsigned char* w[G];
+    for (int g = 0; g < G; ++g) w[g] = group[g] + b * group_block_bytes<T>;
+    __m512i sum[R][G];
+    for (int r = 0; r < R; ++r) {
+      const __m512i start = _mm512_set1_epi32(x.block_sums(t0 + r)[b] * (1 << shift));
+      for (int g = 0; g < G; ++g) sum[r][g] = start;
+    }
+    if constexpr (T == quant_type::q8_0) {
+      for (int j = 0; j < 8; ++j) {
+        __m512i u[G];
+        for (int g = 0; g < G; ++g) u[g] = _mm512_loadu_si512(w[g] + 32 + 64 * j);
+        for (int r = 0; r < R; ++r) {
+          const __m512i xw = _mm512_set1_epi32(load_word(x.word(t0 + r, b, j)));
+          for (int g = 0; g < G; ++g) sum[r][g] = _mm512_dpbusd_epi32(sum[r][g], u[g], xw);
+        }
+      }
+    } else {
+      const __m512i low4 = _mm512_set1_epi8(0x0f);
+      for (int j = 0; j < 4; ++j) {
+        __m512i lo[G], hi[G];
+        for (int g = 0; g < G; ++g) {
+          const __m512i raw = _mm512_loadu_si512(w[g] + 32 + 64 * j);
+          lo[g] = _mm512_and_si512(raw, low4);
+          hi[g] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
+        }
+        for (int r = 0; r < R; ++r) {
+          const __m512i x_lo = _mm512_set1_epi32(load_word(x.word(t0 + r, b, j)));
+          const __m512i x_hi = _mm512_set1_epi32(load_word(x.word(t0 + r, b, j + 4)));
+          for (int g = 0; g < G; ++g) {
+            sum[r][g] = _mm512_dpbusd_epi32(sum[r][g], lo[g], x_lo);
+            sum[r][g] = _mm512_dpbusd_epi32(sum[r][g], hi[g], x_hi);
+          }
+        }
+      }
+    }
+    __m512 d[G];
+    for (int g = 0; g < G; ++g)
+      d[g] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[g])));
+    for (int r = 0; r < R; ++r) {
+      const __m512 dx = _mm512_set1_ps(x.block_scale(t0 + r, b));
+      for (int g = 0; g < G; ++g) {
+        acc[r][g] =
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[r][g]), _mm512_mul_ps(d[g], dx), acc[r][g]);
+      }
+    }
+  }
+}
+#else
+/// The same arithmetic in plain C++.
+template <quant_type T, int R, int G>
+inline void interleaved_tile(const int8_rows& x, index_t t0, const unsigned char* const* group,
+                             index_t blocks, int8_lanes (&acc)[R][G]) {
+  static_assert(is_interleaved(T), "q8_0 or q4_0");
+  constexpr int shift = int8_offset_shift(T);
+  for (int r = 0; r < R; ++r) {
+    for (int g = 0; g < G; ++g) acc[r][g] = int8_lanes{};
+  }
+  for (index_t b = 0; b < blocks; ++b) {
+    for (int g = 0; g < G; ++g) {
+      const unsigned char* w = group[g] + b * group_block_bytes<T>;
+      const unsigned char* codes = w + 2 * interleave_columns;
+      for (index_t c = 0; c < interleave_columns; ++c) {
+        std::uint8_t u[32];
+        for (index_t e = 0; e < 32; ++e) {
+          if constexpr (T == quant_type::q8_0) {
+            u[e] = codes[64 * (e / 4) + 4 * c + e % 4];
+          } else {
+            const index_t f = e % 16;
+            u[e] = static_cast<std::uint8_t>((codes[64 * (f / 4) + 4 * c + f % 4] >> (e / 16 * 4)) &
+                                             15);
+          }
+        }
+        const float d = fp16_value(std::uint16_t(w[2 * c] | w[2 * c + 1] << 8));
+        for (int r = 0; r < R; ++r) {
+          std::int32_t sum = x.block_sums(t0 + r)[b] * (1 << shift);
+          for (index_t e = 0; e < 32; ++e)
+            sum += std::int32_t(u[e]) * x.word(t0 + r, b, e / 4)[e % 4];
+          float& lane = acc[r][g].v[c];
+          lane = std::fma(float(sum), d * x.block_scale(t0 + r, b), lane);
         }
       }
     }

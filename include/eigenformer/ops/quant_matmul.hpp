@@ -13,12 +13,14 @@
 // Neither order depends on how many rows x has, which rows they are batched with, or how many
 // threads run — so a sequence's logits are bit-identical alone or in a batch.
 //
-// How (exact path): the weights of a column are contiguous (a GGUF row), so lanes run along k.
+// How: threads split the output columns into fixed blocks of 32. Int8: interleaved q8_0 and
+// q4_0 run register tiles of 4 rows x 2 groups of 16 columns (one row when decoding); the
+// other types tiles of 4 rows x 4 columns, or one row x 8 columns when decoding, with software
+// prefetch. Exact: the weights of a column are contiguous (a GGUF row), so lanes run along k.
 // Decoding (one row of x) streams each column's blocks once, dequantizing each 32-weight group
-// in registers, 4 columns at a time. More rows (prefill, batches) dequantize a block of 32
-// columns entirely into a per-thread buffer and run register tiles of 6 rows x 4 columns over
-// it, reusing each dequantized weight for every row. Threads split the output columns into
-// those fixed blocks.
+// in registers, 4 columns at a time. More rows (prefill, batches) — and interleaved columns —
+// dequantize a block of 32 columns entirely into a per-thread buffer and run register tiles of
+// 6 rows x 4 columns over it, reusing each dequantized weight for every row.
 //
 // AVX-512 kernels where the compiler targets it; elsewhere the same order in plain C++ that
 // compilers vectorize. Tests compare both against double loops over the dequantized weights
@@ -79,26 +81,6 @@ inline __m512 scaled(__m128i q, __m512 d) {
 /// exact values of ggml's scalar code: lo = weights 0-15, hi = 16-31 of the group.
 template <quant_type T>
 inline void load_group(const unsigned char* column, index_t g, __m512& lo, __m512& hi);
-
-template <>
-inline void load_group<quant_type::q8_0>(const unsigned char* column, index_t g, __m512& lo,
-                                         __m512& hi) {
-  const auto* block = reinterpret_cast<const block_q8_0*>(column) + g;
-  const __m512 d = _mm512_set1_ps(_cvtsh_ss(block->d));
-  lo = scaled(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block->q)), d);
-  hi = scaled(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block->q + 16)), d);
-}
-
-template <>
-inline void load_group<quant_type::q4_0>(const unsigned char* column, index_t g, __m512& lo,
-                                         __m512& hi) {
-  const auto* block = reinterpret_cast<const block_q4_0*>(column) + g;
-  const __m512 d = _mm512_set1_ps(_cvtsh_ss(block->d));
-  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block->q));
-  const __m128i low4 = _mm_set1_epi8(15), eight = _mm_set1_epi8(8);
-  lo = scaled(_mm_sub_epi8(_mm_and_si128(v, low4), eight), d);
-  hi = scaled(_mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), low4), eight), d);
-}
 
 template <>
 inline void load_group<quant_type::q5_0>(const unsigned char* column, index_t g, __m512& lo,
@@ -193,15 +175,14 @@ inline void dequantize_groups(const unsigned char* column, index_t g0, index_t n
 #endif
 
 /// Calls f(std::integral_constant<quant_type, t>{}): one kernel instance per type, chosen once
-/// per block of columns rather than per weight.
+/// per block of columns rather than per weight. Types stored in rows of blocks:
 template <class F>
-void with_quant_type(quant_type t, F&& f) {
+void with_row_type(quant_type t, F&& f) {
   using q = quant_type;
   switch (t) {
     case q::q8_0:
-      return f(std::integral_constant<q, q::q8_0>{});
     case q::q4_0:
-      return f(std::integral_constant<q, q::q4_0>{});
+      throw value_error("with_row_type: q8_0 and q4_0 are interleaved");
     case q::q5_0:
       return f(std::integral_constant<q, q::q5_0>{});
     case q::q4_k:
@@ -213,10 +194,19 @@ void with_quant_type(quant_type t, F&& f) {
   }
 }
 
+/// Types stored interleaved (quant/quantized_matrix.hpp):
+template <class F>
+void with_interleaved_type(quant_type t, F&& f) {
+  using q = quant_type;
+  if (t == q::q8_0) return f(std::integral_constant<q, q::q8_0>{});
+  if (t == q::q4_0) return f(std::integral_constant<q, q::q4_0>{});
+  throw value_error("with_interleaved_type: only q8_0 and q4_0 are interleaved");
+}
+
 /// Weights [k0, k0 + len) of column j -> y[0:len]; k0 and len are whole blocks.
 inline void dequantize_range(const quant_columns& c, index_t j, index_t k0, index_t len, float* y) {
 #if defined(EIGENFORMER_QUANT_AVX512)
-  with_quant_type(c.type, [&](auto type) {
+  with_row_type(c.type, [&](auto type) {
     dequantize_groups<decltype(type)::value>(c.column(j), k0 / 32, len / 32, y);
   });
 #else
@@ -335,7 +325,7 @@ void quant_decode_block(const float* x, const quant_columns& c, index_t K, index
 /// One row of x times `width` columns of `c` (output columns n0 ...).
 inline void quant_decode(const float* x, const quant_columns& c, index_t K, index_t width,
                          const float* bias, matrix_ref<float> out, index_t n0) {
-  with_quant_type(c.type, [&](auto type) {
+  with_row_type(c.type, [&](auto type) {
     quant_decode_block<decltype(type)::value>(x, c, K, width, bias, out, n0);
   });
 }
@@ -436,6 +426,45 @@ void int8_columns(const int8_rows& x, index_t T, const quant_columns& c, index_t
   }
 }
 
+/// Rows [0, T) of `x` (int8 rows) times `width` interleaved columns starting at `groups`
+/// (groups of 16 columns, group_bytes apart): register tiles of 4 rows x 2 groups.
+template <quant_type Q>
+void int8_interleaved(const int8_rows& x, index_t T, const unsigned char* groups,
+                      index_t group_bytes, index_t K, index_t width, const float* bias,
+                      matrix_ref<float> out, index_t n0) {
+  const index_t blocks = K / 32, n_groups = (width + interleave_columns - 1) / interleave_columns;
+  const auto run = [&](auto rows, auto cols, index_t t, index_t g0) {
+    constexpr int R = decltype(rows)::value, G = decltype(cols)::value;
+    const unsigned char* group[G];
+    for (int g = 0; g < G; ++g) group[g] = groups + (g0 + g) * group_bytes;
+    int8_lanes acc[R][G];
+    interleaved_tile<Q, R, G>(x, t, group, blocks, acc);
+    for (int r = 0; r < R; ++r) {
+      for (int g = 0; g < G; ++g) {
+        alignas(64) float lanes[interleave_columns];
+        static_assert(sizeof(lanes) == sizeof(int8_lanes), "16 float lanes");
+        std::memcpy(lanes, &acc[r][g], sizeof lanes);
+        const index_t first = (g0 + g) * interleave_columns;
+        for (index_t c = 0; c < std::min(interleave_columns, width - first); ++c) {
+          const index_t n = n0 + first + c;
+          out(t + r, n) = lanes[c] + (bias ? bias[n] : 0.0f);
+        }
+      }
+    }
+  };
+  using one = std::integral_constant<int, 1>;
+  using two = std::integral_constant<int, 2>;
+  using four = std::integral_constant<int, 4>;
+  const auto row_tiles = [&](auto rows, index_t t) {
+    index_t g = 0;
+    for (; g + 2 <= n_groups; g += 2) run(rows, two{}, t, g);
+    for (; g < n_groups; ++g) run(rows, one{}, t, g);
+  };
+  index_t t = 0;
+  for (; t + 4 <= T; t += 4) row_tiles(four{}, t);
+  for (; t < T; ++t) row_tiles(one{}, t);
+}
+
 }  // namespace detail
 
 /// How quantized weights multiply their activations: `int8` rounds them per block of 32 as
@@ -487,12 +516,33 @@ inline void quant_matmul(matrix_cref<float> x, const quantized_matrix& w, const 
     }
     const auto& s = *segment;
     const index_t first = b * quant_block_cols, width = std::min(quant_block_cols, s.cols - first);
+    const index_t n0 = s.first + first;
+    if (s.interleaved()) {
+      static_assert(quant_block_cols % interleave_columns == 0, "blocks of whole groups");
+      const unsigned char* groups = s.bytes.data() + first / interleave_columns * s.group_bytes();
+      if (int8) {
+        return detail::with_interleaved_type(s.type, [&](auto type) {
+          detail::int8_interleaved<decltype(type)::value>(x_int8, T, groups, s.group_bytes(), K,
+                                                          width, bias, out, n0);
+        });
+      }
+      // Exact: whole columns dequantized back from the interleaved blocks, then register tiles
+      // (whose one-row order is the decoding order above).
+      float* w_block = detail::thread_buffer<float, detail::buffer_use::dequantized_weights>(
+          static_cast<std::size_t>(width * K));
+      thread_local std::vector<unsigned char> column;
+      column.resize(std::size_t(s.row_bytes));
+      for (index_t j = 0; j < width; ++j) {
+        s.column_blocks(first + j, column.data());
+        dequantize_row(s.type, column.data(), w_block + j * K, K);
+      }
+      return detail::quant_tiles(x, w_block, K, width, bias, out, n0);
+    }
     const quant_type_traits& traits = traits_of(s.type);
     const detail::quant_columns columns{s.type, traits.block_weights, traits.block_bytes,
                                         s.bytes.data() + first * s.row_bytes, s.row_bytes};
-    const index_t n0 = s.first + first;
     if (int8) {
-      return detail::with_quant_type(s.type, [&](auto type) {
+      return detail::with_row_type(s.type, [&](auto type) {
         detail::int8_columns<decltype(type)::value>(x_int8, T, columns, K, width, bias, out, n0);
       });
     }

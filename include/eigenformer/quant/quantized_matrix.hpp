@@ -5,6 +5,18 @@
 // A matrix may hold consecutive column ranges of different types (segments): llama.cpp's Q4_K_M
 // files quantize q, k and v — which this library fuses into one qkv matrix — to different types.
 //
+// q8_0 and q4_0 columns are interleaved when they are stored (as llama.cpp repacks them for
+// its AVX-512 and AMX kernels): groups of 16 columns, block by block. Block b of a group is
+// [16 fp16 scales d, one per column | codes], the codes in 4-weight words, column c in bytes
+// 4c .. 4c + 3 of each 64-byte vector:
+//   q8_0: 8 vectors; vector j holds weights 4j .. 4j + 3 as unsigned codes q + 128;
+//   q4_0: 4 vectors; vector j holds ggml's bytes 4j .. 4j + 3 (weights 4j .. 4j + 3 in the low
+//         nibbles, 16 + 4j .. 16 + 4j + 3 in the high ones).
+// So a vector's 16 lanes are 16 output columns: one broadcast activation word and one integer
+// dot-product instruction serve all of them (ops/quant_int8.hpp). A group is 16 ggml rows'
+// bytes; the last group of a segment is padded with zero columns. column_blocks gives a
+// column back in ggml's layout, bit for bit.
+//
 // The types are ggml's (numbered as in GGUF): q8_0, q4_0, q5_0 (blocks of 32, quant/blocks.hpp)
 // and q4_k, q5_k, q6_k (super-blocks of 256, quant/k_quants.hpp). Quantizing from float is
 // ggml's reference rounding (quant/blocks.hpp, quant/k_quants.hpp).
@@ -122,15 +134,75 @@ inline void quantize_row(quant_type t, const float* x, unsigned char* row, index
   throw value_error("quantize_row: not a quantized type");
 }
 
+/// Whether columns of type t are stored interleaved, 16 at a time (see the top of this file).
+constexpr bool is_interleaved(quant_type t) {
+  return t == quant_type::q8_0 || t == quant_type::q4_0;
+}
+
+/// Columns per interleaved group.
+inline constexpr index_t interleave_columns = 16;
+
+namespace detail {
+/// Block b of a group: where column c's scale and codes go. `block` is the group's block
+/// (16 ggml blocks' bytes); ggml's block is [fp16 d | codes] (quant/blocks.hpp).
+inline void interleave_block(quant_type t, const unsigned char* ggml, unsigned char* block,
+                             index_t c) {
+  std::memcpy(block + 2 * c, ggml, 2);
+  unsigned char* codes = block + 2 * interleave_columns;
+  if (t == quant_type::q8_0) {
+    for (index_t e = 0; e < 32; ++e)
+      codes[64 * (e / 4) + 4 * c + e % 4] = static_cast<unsigned char>(ggml[2 + e] ^ 0x80);
+  } else {
+    for (index_t e = 0; e < 16; ++e) codes[64 * (e / 4) + 4 * c + e % 4] = ggml[2 + e];
+  }
+}
+
+/// The inverse: column c of an interleaved block -> ggml's block.
+inline void deinterleave_block(quant_type t, const unsigned char* block, index_t c,
+                               unsigned char* ggml) {
+  std::memcpy(ggml, block + 2 * c, 2);
+  const unsigned char* codes = block + 2 * interleave_columns;
+  if (t == quant_type::q8_0) {
+    for (index_t e = 0; e < 32; ++e)
+      ggml[2 + e] = static_cast<unsigned char>(codes[64 * (e / 4) + 4 * c + e % 4] ^ 0x80);
+  } else {
+    for (index_t e = 0; e < 16; ++e) ggml[2 + e] = codes[64 * (e / 4) + 4 * c + e % 4];
+  }
+}
+}  // namespace detail
+
 /// W [K x N] as rows of quantized blocks, one per output column (see the top of this file).
 struct quantized_matrix {
-  /// Columns [first, first + cols) of W, all of one type: `cols` rows of row_bytes each.
+  /// Columns [first, first + cols) of W, all of one type: `cols` ggml rows of row_bytes each,
+  /// or, for interleaved types, ceil(cols / 16) groups of 16 rows' bytes.
   struct segment {
     quant_type type = quant_type::q8_0;
     index_t first = 0;
     index_t cols = 0;
     index_t row_bytes = 0;
-    std::vector<unsigned char> bytes;  // cols * row_bytes
+    std::vector<unsigned char> bytes;
+
+    bool interleaved() const { return is_interleaved(type); }
+    index_t group_bytes() const { return interleave_columns * row_bytes; }
+    index_t block_bytes() const { return traits_of(type).block_bytes; }
+    /// Column j (counted from `first`) in ggml's layout -> out[0:row_bytes].
+    void column_blocks(index_t j, unsigned char* out) const {
+      if (!interleaved()) {
+        std::memcpy(out, bytes.data() + j * row_bytes, std::size_t(row_bytes));
+        return;
+      }
+      const unsigned char* group = bytes.data() + (j / interleave_columns) * group_bytes();
+      const index_t block = block_bytes(), group_block = interleave_columns * block;
+      for (index_t b = 0; b < row_bytes / block; ++b)
+        detail::deinterleave_block(type, group + b * group_block, j % interleave_columns,
+                                   out + b * block);
+    }
+    /// All columns in ggml's layout (a GGUF tensor's bytes): cols * row_bytes.
+    std::vector<unsigned char> ggml_bytes() const {
+      std::vector<unsigned char> out(std::size_t(cols * row_bytes));
+      for (index_t j = 0; j < cols; ++j) column_blocks(j, out.data() + j * row_bytes);
+      return out;
+    }
   };
 
   index_t rows = 0;  // K, the input features (a multiple of every segment's block)
@@ -144,12 +216,7 @@ struct quantized_matrix {
       if (n < s.first + s.cols) return s;
     throw shape_error(detail::concat("quantized_matrix: column ", n, " of ", cols));
   }
-  /// The blocks of column n (K weights).
-  const unsigned char* column(index_t n) const {
-    const segment& s = segment_of(n);
-    return s.bytes.data() + (n - s.first) * s.row_bytes;
-  }
-  /// Bytes of all blocks (what one pass over W reads).
+  /// Bytes of all blocks (what one pass over W reads, interleaved padding included).
   std::size_t bytes() const {
     std::size_t total = 0;
     for (const auto& s : segments) total += s.bytes.size();
@@ -157,7 +224,11 @@ struct quantized_matrix {
   }
   /// Column n of W dequantized -> y[0:K].
   void read_column(index_t n, float* y) const {
-    dequantize_row(segment_of(n).type, column(n), y, rows);
+    const segment& s = segment_of(n);
+    thread_local std::vector<unsigned char> blocks;
+    blocks.resize(std::size_t(s.row_bytes));
+    s.column_blocks(n - s.first, blocks.data());
+    dequantize_row(s.type, blocks.data(), y, rows);
   }
 
   /// Appends `n_cols` columns of type `t` whose blocks are `data` (ggml rows of K weights, e.g.
@@ -167,7 +238,21 @@ struct quantized_matrix {
     if (segments.empty() || segments.back().type != t)
       segments.push_back(segment{t, cols, 0, row_bytes, {}});
     segment& s = segments.back();
-    s.bytes.insert(s.bytes.end(), data, data + n_cols * row_bytes);
+    if (!s.interleaved()) {
+      s.bytes.insert(s.bytes.end(), data, data + n_cols * row_bytes);
+    } else {
+      // New columns fill the padding of the last group first; new groups start zeroed.
+      const index_t groups = (s.cols + n_cols + interleave_columns - 1) / interleave_columns;
+      s.bytes.resize(std::size_t(groups * s.group_bytes()), 0);
+      const index_t block = s.block_bytes(), group_block = interleave_columns * block;
+      for (index_t i = 0; i < n_cols; ++i) {
+        const index_t j = s.cols + i;
+        unsigned char* group = s.bytes.data() + (j / interleave_columns) * s.group_bytes();
+        for (index_t b = 0; b < row_bytes / block; ++b)
+          detail::interleave_block(t, data + i * row_bytes + b * block, group + b * group_block,
+                                   j % interleave_columns);
+      }
+    }
     s.cols += n_cols;
     cols += n_cols;
   }
