@@ -16,15 +16,17 @@
 namespace eigenformer_cli {
 
 namespace {
-/// A Hugging Face directory as the F32 GGUF contents llama.cpp's converter writes.
-ef::gguf_contents convert_directory(const std::string& dir) {
+/// A Hugging Face directory as the F32 GGUF contents llama.cpp's converter writes; `tokenizer`
+/// says whether the directory had one to put in the metadata.
+ef::gguf_contents convert_directory(const std::string& dir, bool& tokenizer) {
   check_model_dir(dir);
   const ef::model model = ef::load_model<float>(dir);
   ef::gguf_contents g =
       ef::gguf_from_model(model.config, model.weights, fs::path(dir).filename().string());
   const fs::path p(dir);
-  if (fs::is_regular_file(p / "tokenizer.json") ||
-      (fs::is_regular_file(p / "vocab.json") && fs::is_regular_file(p / "merges.txt"))) {
+  tokenizer = fs::is_regular_file(p / "tokenizer.json") ||
+              (fs::is_regular_file(p / "vocab.json") && fs::is_regular_file(p / "merges.txt"));
+  if (tokenizer) {
     for (auto& [key, value] :
          ef::gguf_tokenizer_metadata(dir, model.config.vocab_size, model.config))
       g.set(key, std::move(value));
@@ -50,8 +52,9 @@ void add_quantize_command(CLI::App& app) {
       ->required()
       ->check(CLI::IsMember({"f32", "q8_0", "q4_0", "q4_k_m"}));
   cmd->callback([opt] {
+    bool tokenizer = true;
     if (fs::is_directory(opt->model)) {
-      const ef::gguf_contents g = convert_directory(opt->model);
+      const ef::gguf_contents g = convert_directory(opt->model, tokenizer);
       if (opt->dtype == "f32") {
         ef::write_gguf(opt->out, g.metadata, g.tensors);
       } else {
@@ -68,9 +71,7 @@ void add_quantize_command(CLI::App& app) {
       ef::quantize_gguf(in, opt->out, ef::parse_gguf_file_type(opt->dtype));
     }
     std::printf("wrote %s\n", opt->out.c_str());
-    if (fs::is_directory(opt->model) &&
-        !fs::is_regular_file(fs::path(opt->model) / "tokenizer.json") &&
-        !fs::is_regular_file(fs::path(opt->model) / "vocab.json")) {
+    if (!tokenizer) {
       std::fprintf(stderr, "note: %s has no tokenizer; the file has none (llama.cpp needs one)\n",
                    opt->model.c_str());
     }

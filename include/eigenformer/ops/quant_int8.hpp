@@ -552,8 +552,11 @@ inline void interleaved_tile(const int8_rows& x, index_t t0, const unsigned char
     if constexpr (R == 1) {  // decoding: each weight is used once, so memory sets the pace
       for (int g = 0; g < G; ++g) {
         for (index_t line = 0; line < group_block_bytes<T>; line += 64) {
-          _mm_prefetch(reinterpret_cast<const char*>(w[g] + interleaved_prefetch_distance + line),
-                       _MM_HINT_T0);
+          // An address, not a pointer into the weights: it may lie past their end (a hint never
+          // faults), where pointer arithmetic would be undefined.
+          const std::uintptr_t ahead = reinterpret_cast<std::uintptr_t>(w[g]) +
+                                       std::uintptr_t(interleaved_prefetch_distance + line);
+          _mm_prefetch(reinterpret_cast<const char*>(ahead), _MM_HINT_T0);
         }
       }
     }
