@@ -18,7 +18,7 @@ TYPED_TEST_SUITE(Matmul, ref::scalar_types);
 TYPED_TEST(Matmul, ColumnBlocksMatchDoublePrecision) {
   using S = TypeParam;
   ref::rng r(21);
-  for (const index_t rows : {1, 7, 8, 9, 19, 64}) {
+  for (const index_t rows : {1, 7, 8, 9, 19, 37, 64}) {
     for (const index_t first : {0, 16, 5}) {
       for (const index_t width : {1, 16, 48, 65, 100}) {
         const index_t K = 37, N = first + width + 3;
@@ -54,7 +54,7 @@ TYPED_TEST(Matmul, ColumnBlocksMatchDoublePrecision) {
 TYPED_TEST(Matmul, AccumulatingColumnBlocksAddToTheOutput) {
   using S = TypeParam;
   ref::rng r(23);
-  for (const index_t rows : {1, 8, 19, 64}) {
+  for (const index_t rows : {1, 8, 19, 37, 64}) {
     for (const index_t width : {16, 48, 65}) {
       const index_t K = 29, first = 16, N = first + width;
       const auto x = ref::random_matrix<S>(rows, K, r);
