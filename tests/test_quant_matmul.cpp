@@ -164,56 +164,32 @@ weight_code code_of(const quantized_matrix& q, index_t k, index_t n) {
   return c;
 }
 
-// The summation orders ops/quant_int8.hpp documents, written out in scalar code. q8_0 and q4_0:
-// an exact integer sum per block times d d_x, added block after block with fma, then the bias.
-// The others: pairs of blocks, lane l taking elements 16(l >> 3) + 4(l & 3) + 0..3 of block
-// 2p + ((l >> 2) & 1), an exact integer sum times the scales added with fma, then the 16 lanes
-// pairwise and the bias. Every build (AVX512-VNNI or portable) must give these bits.
+// The summation order ops/quant_int8.hpp documents, written out in scalar code: per block of
+// 32 (q6_k: per half of 16) an exact integer sum, scaled and added to one running sum with fma,
+// block after block, then the bias. Every build (AVX512-VNNI or portable) must give these bits.
 float int8_order(const float* x, index_t K, const quantized_matrix& q, index_t n, float bias) {
   const auto xb = round_activations(x, K);
-  const index_t blocks = K / 32;
   const quant_type type = q.segment_of(n).type;
-  if (type == quant_type::q8_0 || type == quant_type::q4_0) {
-    float acc = 0.0f;
-    for (index_t b = 0; b < blocks; ++b) {
-      std::int32_t sum = 0;
-      weight_code c;
-      for (int e = 0; e < 32; ++e) {
-        c = code_of(q, 32 * b + e, n);
-        sum += (c.u - c.offset) * xb[std::size_t(b)].q[e];
-      }
-      acc = std::fma(float(sum), c.a * xb[std::size_t(b)].d, acc);
-    }
-    return acc + bias;
-  }
-  float lanes[16] = {};
-  for (index_t p = 0; p < (blocks + 1) / 2; ++p) {
-    for (int l = 0; l < 16; ++l) {
-      const index_t b = 2 * p + ((l >> 2) & 1);
-      if (b >= blocks) {  // the empty half of an odd last pair
-        lanes[l] = std::fma(0.0f, 0.0f, lanes[l]);
-        continue;
-      }
+  const index_t parts = type == quant_type::q6_k ? 2 : 1;  // halves with their own scale
+  float acc = 0.0f;
+  for (index_t b = 0; b < K / 32; ++b) {
+    const int8_block& xq = xb[std::size_t(b)];
+    for (index_t h = 0; h < parts; ++h) {
       std::int32_t sum = 0, x_sum = 0;
       weight_code c;
-      for (int i = 0; i < 4; ++i) {
-        const index_t e = 16 * (l >> 3) + 4 * (l & 3) + i;
+      for (index_t e = 32 / parts * h; e < 32 / parts * (h + 1); ++e) {
         c = code_of(q, 32 * b + e, n);
-        sum += (c.u - c.offset) * xb[std::size_t(b)].q[e];
-        x_sum += xb[std::size_t(b)].q[e];
+        sum += (c.u - c.offset) * xq.q[e];
+        x_sum += xq.q[e];
       }
-      const float d_x = xb[std::size_t(b)].d;
       if (c.offset == 0) {  // q4_k, q5_k: w = a u - m
-        lanes[l] = std::fma(std::fma(float(sum), c.a, float(-x_sum) * c.m), d_x, lanes[l]);
+        acc = std::fma(std::fma(float(sum), c.a, float(-x_sum) * c.m), xq.d, acc);
       } else {
-        lanes[l] = std::fma(float(sum), c.a * d_x, lanes[l]);
+        acc = std::fma(float(sum), c.a * xq.d, acc);
       }
     }
   }
-  float s8[8], s4[4];
-  for (int i = 0; i < 8; ++i) s8[i] = lanes[i] + lanes[i + 8];
-  for (int i = 0; i < 4; ++i) s4[i] = s8[i] + s8[i + 4];
-  return ((s4[0] + s4[2]) + (s4[1] + s4[3])) + bias;
+  return acc + bias;
 }
 
 // Sets how activations are multiplied for one scope.
@@ -292,7 +268,7 @@ TEST(QuantMatmul, MatchesDoubleLoopsOverDequantizedWeights) {
 
 // With int8 activations every type gives exactly the bits of the order ops/quant_int8.hpp
 // documents, written out in scalar code here: on one row, on batches (register tiles of 4 rows),
-// with an odd block count (the last pair half empty), in the AVX512-VNNI and the portable build.
+// with a last group of 16 columns only partly used, in the AVX512-VNNI and the portable build.
 TEST(QuantMatmul, Int8FollowsTheDocumentedOrderBitForBit) {
   ref::rng r(26);
   for (const quant_type t : all_types) {
@@ -320,9 +296,9 @@ TEST(QuantMatmul, Int8FollowsTheDocumentedOrderBitForBit) {
   }
 }
 
-// With exact activations, x = the identity picks out each weight: the kernels' dequantization
-// (in registers where the CPU allows) equals ggml's scalar reference bit for bit, for one row
-// and for many. (The int8 way is checked weight by weight by the test above.)
+// With exact activations, x = the identity picks out each weight: the weights the exact path
+// multiplies (given back from the interleaved layout) equal ggml's scalar dequantization bit for
+// bit, for one row and for many. (The int8 way is checked weight by weight by the test above.)
 TEST(QuantMatmul, DequantizesEveryWeightExactlyAsGgml) {
   const activations_scope scope(eigenformer::quant_activations::exact);
   ref::rng r(22);
@@ -420,13 +396,32 @@ TEST(QuantMatmul, TransposedQuantizationAndSegments) {
   EXPECT_EQ(eigenformer::dequantize(two).rightCols(37), eigenformer::dequantize(a));
 }
 
-// q8_0 and q4_0 columns are stored interleaved 16 at a time: every byte lands where
+// Columns are stored interleaved 16 at a time: every byte lands where
 // quant/quantized_matrix.hpp says, whatever the pieces the columns are appended in, and comes
 // back as ggml's bytes.
 TEST(QuantMatmul, InterleavedLayoutIsTheDocumentedOne) {
+  // ggml's block fields in order (quant/blocks.hpp, quant/k_quants.hpp).
+  const auto fields = [](quant_type t) -> std::vector<index_t> {
+    switch (t) {
+      case quant_type::q8_0:
+        return {0, 32};  // d, qs
+      case quant_type::q4_0:
+        return {0, 16};  // d, qs
+      case quant_type::q5_0:
+        return {0, 4, 16};  // d, qh, qs
+      case quant_type::q4_k:
+        return {0, 0, 12, 128};  // d, dmin, scales, qs
+      case quant_type::q5_k:
+        return {0, 0, 12, 32, 128};  // d, dmin, scales, qh, qs
+      case quant_type::q6_k:
+        return {128, 64, 16, 0};  // ql, qh, scales, d
+    }
+    return {};
+  };
   ref::rng r(27);
-  for (const quant_type t : {quant_type::q8_0, quant_type::q4_0}) {
-    const index_t K = 96, blocks = 3, block_bytes = eigenformer::traits_of(t).block_bytes;
+  for (const quant_type t : all_types) {
+    const auto& traits = eigenformer::traits_of(t);
+    const index_t blocks = 3, K = blocks * traits.block_weights, block_bytes = traits.block_bytes;
     const index_t row_bytes = blocks * block_bytes, n_cols = 37;
     std::vector<unsigned char> ggml(std::size_t(n_cols * row_bytes));
     for (auto& b : ggml) b = static_cast<unsigned char>(r.below(256));
@@ -440,7 +435,7 @@ TEST(QuantMatmul, InterleavedLayoutIsTheDocumentedOne) {
     ASSERT_EQ(q.segments.size(), 1u);
     const auto& s = q.segments.front();
     ASSERT_EQ(s.bytes.size(), std::size_t(3 * 16 * row_bytes));  // padded to 48 columns
-    EXPECT_EQ(s.ggml_bytes(), ggml);
+    EXPECT_EQ(s.ggml_bytes(), ggml) << traits.name;
     for (index_t n = 0; n < 48; ++n) {
       for (index_t b = 0; b < blocks; ++b) {
         const unsigned char* block = s.bytes.data() + (n / 16) * 16 * row_bytes +
@@ -448,16 +443,20 @@ TEST(QuantMatmul, InterleavedLayoutIsTheDocumentedOne) {
         const index_t c = n % 16;
         const unsigned char* from = ggml.data() + n * row_bytes + b * block_bytes;
         const bool padding = n >= n_cols;
-        for (index_t i = 0; i < 2; ++i)  // the fp16 scale
-          ASSERT_EQ(block[2 * c + i], padding ? 0 : from[i]) << n << " " << b;
-        const index_t codes = t == quant_type::q8_0 ? 32 : 16;  // bytes of codes per block
-        for (index_t e = 0; e < codes; ++e) {
-          const unsigned char stored = block[32 + 64 * (e / 4) + 4 * c + e % 4];
-          const int expected = padding                 ? 0
-                               : t == quant_type::q8_0 ? from[2 + e] ^ 0x80
-                                                       : from[2 + e];
-          ASSERT_EQ(stored, expected) << eigenformer::traits_of(t).name << " " << n << " " << e;
+        index_t in_ggml = 0, in_group = 0;
+        for (const index_t length : fields(t)) {
+          const index_t bytes = length == 0 ? 2 : length;
+          for (index_t e = 0; e < bytes; ++e) {
+            const index_t at = length == 0 ? 2 * c + e : 64 * (e / 4) + 4 * c + e % 4;
+            const bool flipped = t == quant_type::q8_0 && length != 0;  // unsigned codes
+            const int expected = padding ? 0 : from[in_ggml + e] ^ (flipped ? 0x80 : 0);
+            ASSERT_EQ(block[in_group + at], expected)
+                << traits.name << " column " << n << " block " << b << " byte " << in_ggml + e;
+          }
+          in_ggml += bytes;
+          in_group += 16 * bytes;
         }
+        ASSERT_EQ(in_ggml, block_bytes);
       }
     }
   }

@@ -5,17 +5,18 @@
 // A matrix may hold consecutive column ranges of different types (segments): llama.cpp's Q4_K_M
 // files quantize q, k and v — which this library fuses into one qkv matrix — to different types.
 //
-// q8_0 and q4_0 columns are interleaved when they are stored (as llama.cpp repacks them for
-// its AVX-512 and AMX kernels): groups of 16 columns, block by block. Block b of a group is
-// [16 fp16 scales d, one per column | codes], the codes in 4-weight words, column c in bytes
-// 4c .. 4c + 3 of each 64-byte vector:
-//   q8_0: 8 vectors; vector j holds weights 4j .. 4j + 3 as unsigned codes q + 128;
-//   q4_0: 4 vectors; vector j holds ggml's bytes 4j .. 4j + 3 (weights 4j .. 4j + 3 in the low
-//         nibbles, 16 + 4j .. 16 + 4j + 3 in the high ones).
-// So a vector's 16 lanes are 16 output columns: one broadcast activation word and one integer
-// dot-product instruction serve all of them (ops/quant_int8.hpp). A group is 16 ggml rows'
-// bytes; the last group of a segment is padded with zero columns. column_blocks gives a
-// column back in ggml's layout, bit for bit.
+// Columns are interleaved when they are stored (as llama.cpp repacks them for its AVX-512 and
+// AMX kernels): groups of 16 columns, block by block. Block b of a group holds the 16 columns'
+// block b field by field, in the order of ggml's block: an fp16 field (d, dmin) as 16 fp16
+// values, column c at bytes 2c .. 2c + 1; a byte array (codes, high bits, packed scales) as
+// 64-byte vectors of 4-byte words, word w of column c at bytes 64w + 4c .. 64w + 4c + 3 of the
+// field. So a group's block is 16 ggml blocks' bytes, and q4_0's is
+//   [16 d | vector j = ggml's bytes 4j .. 4j + 3 of the 16 columns (j < 4)],
+// q4_k's [16 d | 16 dmin | 3 vectors of packed scales | 32 vectors of codes]. The one change of
+// a value: q8_0's codes are stored unsigned (q + 128). A vector's 16 lanes are 16 output
+// columns: one broadcast activation word and one integer dot-product instruction serve all of
+// them (ops/quant_int8.hpp). The last group of a segment is padded with zero columns.
+// column_blocks gives a column back in ggml's layout, bit for bit.
 //
 // The types are ggml's (numbered as in GGUF): q8_0, q4_0, q5_0 (blocks of 32, quant/blocks.hpp)
 // and q4_k, q5_k, q6_k (super-blocks of 256, quant/k_quants.hpp). Quantizing from float is
@@ -134,47 +135,85 @@ inline void quantize_row(quant_type t, const float* x, unsigned char* row, index
   throw value_error("quantize_row: not a quantized type");
 }
 
-/// Whether columns of type t are stored interleaved, 16 at a time (see the top of this file).
-constexpr bool is_interleaved(quant_type t) {
-  return t == quant_type::q8_0 || t == quant_type::q4_0;
-}
-
 /// Columns per interleaved group.
 inline constexpr index_t interleave_columns = 16;
 
 namespace detail {
-/// Block b of a group: where column c's scale and codes go. `block` is the group's block
-/// (16 ggml blocks' bytes); ggml's block is [fp16 d | codes] (quant/blocks.hpp).
-inline void interleave_block(quant_type t, const unsigned char* ggml, unsigned char* block,
-                             index_t c) {
-  std::memcpy(block + 2 * c, ggml, 2);
-  unsigned char* codes = block + 2 * interleave_columns;
-  if (t == quant_type::q8_0) {
-    for (index_t e = 0; e < 32; ++e)
-      codes[64 * (e / 4) + 4 * c + e % 4] = static_cast<unsigned char>(ggml[2 + e] ^ 0x80);
-  } else {
-    for (index_t e = 0; e < 16; ++e) codes[64 * (e / 4) + 4 * c + e % 4] = ggml[2 + e];
+/// The fields of a type's ggml block in order: 0 for an fp16 value, else a byte array's length
+/// (a multiple of 4); `count` of them.
+struct block_fields {
+  index_t length[5];
+  int count;
+};
+
+inline block_fields fields_of(quant_type t) {
+  switch (t) {
+    case quant_type::q8_0:
+      return {{0, 32}, 2};
+    case quant_type::q4_0:
+      return {{0, 16}, 2};
+    case quant_type::q5_0:
+      return {{0, 4, 16}, 3};
+    case quant_type::q4_k:
+      return {{0, 0, 12, 128}, 4};
+    case quant_type::q5_k:
+      return {{0, 0, 12, 32, 128}, 5};
+    case quant_type::q6_k:
+      return {{128, 64, 16, 0}, 4};
+  }
+  throw value_error("fields_of: not a quantized type");
+}
+
+/// Calls f(i, at, n) for each piece of a type's ggml block (an fp16 value, n = 2, or a 4-byte
+/// word, n = 4): bytes i .. i + n go to bytes at .. at + n of a group's block as column c (see
+/// the top of this file).
+template <class F>
+void for_each_block_piece(quant_type t, index_t c, F&& f) {
+  const block_fields fields = fields_of(t);
+  index_t from = 0, field_start = 0;
+  for (int field = 0; field < fields.count; ++field) {
+    const index_t length = fields.length[field];
+    if (length == 0) {  // an fp16 value
+      f(from, field_start + 2 * c, 2);
+      from += 2;
+      field_start += 2 * interleave_columns;
+      continue;
+    }
+    for (index_t w = 0; w < length / 4; ++w) f(from + 4 * w, field_start + 64 * w + 4 * c, 4);
+    from += length;
+    field_start += interleave_columns * length;
   }
 }
 
-/// The inverse: column c of an interleaved block -> ggml's block.
+/// q8_0's codes are kept unsigned (q + 128: each code's sign bit flipped); nothing else changes.
+inline void flip_stored_codes(quant_type t, unsigned char* piece, index_t n) {
+  if (t != quant_type::q8_0 || n != 4) return;
+  for (index_t e = 0; e < 4; ++e) piece[e] ^= 0x80;
+}
+
+/// Column c's ggml block -> its places in a group's block.
+inline void interleave_block(quant_type t, const unsigned char* ggml, unsigned char* block,
+                             index_t c) {
+  for_each_block_piece(t, c, [&](index_t i, index_t at, index_t n) {
+    std::memcpy(block + at, ggml + i, std::size_t(n));
+    flip_stored_codes(t, block + at, n);
+  });
+}
+
+/// The inverse: column c of a group's block -> ggml's block.
 inline void deinterleave_block(quant_type t, const unsigned char* block, index_t c,
                                unsigned char* ggml) {
-  std::memcpy(ggml, block + 2 * c, 2);
-  const unsigned char* codes = block + 2 * interleave_columns;
-  if (t == quant_type::q8_0) {
-    for (index_t e = 0; e < 32; ++e)
-      ggml[2 + e] = static_cast<unsigned char>(codes[64 * (e / 4) + 4 * c + e % 4] ^ 0x80);
-  } else {
-    for (index_t e = 0; e < 16; ++e) ggml[2 + e] = codes[64 * (e / 4) + 4 * c + e % 4];
-  }
+  for_each_block_piece(t, c, [&](index_t i, index_t at, index_t n) {
+    std::memcpy(ggml + i, block + at, std::size_t(n));
+    flip_stored_codes(t, ggml + i, n);
+  });
 }
 }  // namespace detail
 
 /// W [K x N] as rows of quantized blocks, one per output column (see the top of this file).
 struct quantized_matrix {
-  /// Columns [first, first + cols) of W, all of one type: `cols` ggml rows of row_bytes each,
-  /// or, for interleaved types, ceil(cols / 16) groups of 16 rows' bytes.
+  /// Columns [first, first + cols) of W, all of one type, in ceil(cols / 16) groups of 16
+  /// columns (16 ggml rows of row_bytes each).
   struct segment {
     quant_type type = quant_type::q8_0;
     index_t first = 0;
@@ -182,15 +221,10 @@ struct quantized_matrix {
     index_t row_bytes = 0;
     std::vector<unsigned char> bytes;
 
-    bool interleaved() const { return is_interleaved(type); }
     index_t group_bytes() const { return interleave_columns * row_bytes; }
     index_t block_bytes() const { return traits_of(type).block_bytes; }
     /// Column j (counted from `first`) in ggml's layout -> out[0:row_bytes].
     void column_blocks(index_t j, unsigned char* out) const {
-      if (!interleaved()) {
-        std::memcpy(out, bytes.data() + j * row_bytes, std::size_t(row_bytes));
-        return;
-      }
       const unsigned char* group = bytes.data() + (j / interleave_columns) * group_bytes();
       const index_t block = block_bytes(), group_block = interleave_columns * block;
       for (index_t b = 0; b < row_bytes / block; ++b)
@@ -238,20 +272,16 @@ struct quantized_matrix {
     if (segments.empty() || segments.back().type != t)
       segments.push_back(segment{t, cols, 0, row_bytes, {}});
     segment& s = segments.back();
-    if (!s.interleaved()) {
-      s.bytes.insert(s.bytes.end(), data, data + n_cols * row_bytes);
-    } else {
-      // New columns fill the padding of the last group first; new groups start zeroed.
-      const index_t groups = (s.cols + n_cols + interleave_columns - 1) / interleave_columns;
-      s.bytes.resize(std::size_t(groups * s.group_bytes()), 0);
-      const index_t block = s.block_bytes(), group_block = interleave_columns * block;
-      for (index_t i = 0; i < n_cols; ++i) {
-        const index_t j = s.cols + i;
-        unsigned char* group = s.bytes.data() + (j / interleave_columns) * s.group_bytes();
-        for (index_t b = 0; b < row_bytes / block; ++b)
-          detail::interleave_block(t, data + i * row_bytes + b * block, group + b * group_block,
-                                   j % interleave_columns);
-      }
+    // New columns fill the padding of the last group first; new groups start zeroed.
+    const index_t groups = (s.cols + n_cols + interleave_columns - 1) / interleave_columns;
+    s.bytes.resize(std::size_t(groups * s.group_bytes()), 0);
+    const index_t block = s.block_bytes(), group_block = interleave_columns * block;
+    for (index_t i = 0; i < n_cols; ++i) {
+      const index_t j = s.cols + i;
+      unsigned char* group = s.bytes.data() + (j / interleave_columns) * s.group_bytes();
+      for (index_t b = 0; b < row_bytes / block; ++b)
+        detail::interleave_block(t, data + i * row_bytes + b * block, group + b * group_block,
+                                 j % interleave_columns);
     }
     s.cols += n_cols;
     cols += n_cols;
