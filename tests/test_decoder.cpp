@@ -270,6 +270,7 @@ TEST(Decoder, QuantizedEqualsFloatModelWithDequantizedWeights) {
                                 eigenformer::quant_type::q8_0);
   ASSERT_TRUE(quantized.is_quantized());
   EXPECT_EQ(quantized.wte.size(), 0);
+  EXPECT_TRUE(quantized.tied_lm_head());
   auto dequantized = quantized;
   dequantized.wte = eigenformer::dequantize(quantized.output_quantized).transpose();
   dequantized.output_quantized = {};
@@ -303,6 +304,17 @@ TEST(Decoder, QuantizedEqualsFloatModelWithDequantizedWeights) {
   EXPECT_FALSE(narrow.is_quantized());
   EXPECT_FALSE(narrow.blocks[0].attn.qkv.is_quantized());
   EXPECT_TRUE(narrow.blocks[0].mlp.proj.is_quantized());  // its rows are 64 wide
+
+  // An untied model stays untied once its head is quantized: the embedding keeps its floats.
+  auto untied = ref::random_weights<float>(c, 8);
+  ref::rng head_values(10);
+  untied.lm_head = ref::random_matrix<float>(c.vocab_size, c.n_embd, head_values);
+  ASSERT_FALSE(untied.tied_lm_head());
+  eigenformer::quantize_weights(untied, eigenformer::quant_type::q4_0,
+                                eigenformer::quant_type::q8_0);
+  ASSERT_TRUE(untied.is_quantized());
+  EXPECT_FALSE(untied.tied_lm_head());
+  EXPECT_EQ(untied.wte.rows(), c.vocab_size);
 }
 
 }  // namespace

@@ -30,8 +30,9 @@ struct basic_model_weights {
   /// The LM head E^T [C x V] in quantized blocks after quantize_weights() (likewise).
   quantized_matrix output_quantized;
 
-  /// Whether wte is also the LM head (of float weights; packing frees the float head).
-  bool tied_lm_head() const { return lm_head.size() == 0; }
+  /// Whether wte is also the LM head. Compressing frees the float head: a tied model's wte,
+  /// an untied model's lm_head.
+  bool tied_lm_head() const { return is_compressed() ? wte.size() == 0 : lm_head.size() == 0; }
   bool is_packed() const { return !output_packed.empty(); }
   bool is_quantized() const { return !output_quantized.empty(); }
   /// Whether the LM head (and the per-token matrices) are stored in bf16 or quantized blocks.
@@ -126,8 +127,9 @@ inline void pack_weights_bf16(basic_model_weights<float>& w, bf16_compute comput
   // (bound by reading weights, where bf16 dot products gain nothing), and the logits are where
   // rounding error shows.
   if (!w.is_packed()) {
+    const bool tied = w.tied_lm_head();  // asked before compressing changes the answer's basis
     w.output_packed = pack_bf16_transposed(w.output_embedding(), bf16_compute::float_activations);
-    if (w.tied_lm_head()) {
+    if (tied) {
       w.wte.resize(0, 0);
     } else {
       w.lm_head.resize(0, 0);
@@ -149,8 +151,9 @@ inline void quantize_weights(basic_model_weights<float>& w, quant_type layers, q
   }
   const matrix<float>& e = w.output_embedding();
   if (!fits_blocks(head, e.cols())) return;
+  const bool tied = w.tied_lm_head();  // asked before compressing changes the answer's basis
   w.output_quantized = quantize_matrix_transposed(e, head);
-  if (w.tied_lm_head()) {
+  if (tied) {
     w.wte.resize(0, 0);
   } else {
     w.lm_head.resize(0, 0);
@@ -209,8 +212,9 @@ inline void quantize_weights_q4_k_m(const model_config& c, basic_model_weights<f
   quant_type head = quant_type::q6_k;
   const matrix<float>& e = w.output_embedding();
   if (!fall_back_to_fit(head, e.cols())) return;
+  const bool tied = w.tied_lm_head();  // asked before compressing changes the answer's basis
   w.output_quantized = quantize_matrix_transposed(e, head);
-  if (w.tied_lm_head()) {
+  if (tied) {
     w.wte.resize(0, 0);
   } else {
     w.lm_head.resize(0, 0);
