@@ -136,7 +136,8 @@ void BM_Linear(benchmark::State& state) {
 }
 
 // The same layer [768 x 3072] in quantized blocks (type = ggml's number: 8 q8_0, 2 q4_0, 6 q5_0,
-// 12 q4_k, 14 q6_k), quantized with ggml's rounding. GB/s counts the blocks' bytes.
+// 7 q5_1, 12 q4_k, 13 q5_k, 14 q6_k), quantized with ggml's rounding. GB/s counts the blocks'
+// bytes.
 void BM_QuantLinear(benchmark::State& state) {
   const index_t T = state.range(0);
   const auto type = static_cast<bench::ef::quant_type>(state.range(1));
@@ -168,7 +169,7 @@ BENCHMARK(BM_Linear)
     ->ArgNames({"T", "dtype"})
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_QuantLinear)
-    ->ArgsProduct({{1, 64, 256}, {8, 2, 6, 12, 14}})
+    ->ArgsProduct({{1, 64, 256}, {8, 2, 6, 7, 12, 13, 14}})
     ->ArgNames({"T", "type"})
     ->Unit(benchmark::kMicrosecond);
 

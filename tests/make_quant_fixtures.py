@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes tests/fixtures/quant/blocks.json: float32 rows and their Q8_0, Q4_0 and Q5_0 blocks as
+"""Writes tests/fixtures/quant/blocks.json: float32 rows and their Q8_0, Q4_0, Q5_0 and Q5_1 blocks as
 llama.cpp's gguf-py (gguf/quants.py, "bit-exact with ggml-quants.c") computes them, for
 tests/test_quant_blocks.cpp. Not run by CI.
   /usr/bin/python3 tests/make_quant_fixtures.py --gguf-py /path/to/llama.cpp/gguf-py
@@ -53,6 +53,7 @@ for r in rows:
     q8 = quants.quantize(blocks, GGMLQuantizationType.Q8_0)
     q4 = quants.quantize(blocks, GGMLQuantizationType.Q4_0)
     q5 = quants.quantize(blocks, GGMLQuantizationType.Q5_0)
+    q51 = quants.quantize(blocks, GGMLQuantizationType.Q5_1)
     cases.append({
         "x_bits": [int(v) for v in x.view(np.uint32)],
         "q8_0": bytes(np.asarray(q8, dtype=np.uint8).ravel()).hex(),
@@ -61,6 +62,8 @@ for r in rows:
         "q4_0_dequantized_bits": [int(v) for v in quants.dequantize(q4, GGMLQuantizationType.Q4_0).astype(np.float32).ravel().view(np.uint32)],
         "q5_0": bytes(np.asarray(q5, dtype=np.uint8).ravel()).hex(),
         "q5_0_dequantized_bits": [int(v) for v in quants.dequantize(q5, GGMLQuantizationType.Q5_0).astype(np.float32).ravel().view(np.uint32)],
+        "q5_1": bytes(np.asarray(q51, dtype=np.uint8).ravel()).hex(),
+        "q5_1_dequantized_bits": [int(v) for v in quants.dequantize(q51, GGMLQuantizationType.Q5_1).astype(np.float32).ravel().view(np.uint32)],
     })
 # k-quant super-blocks: random bytes with finite fp16 scales, so every bit of the packed 6-bit
 # scales/mins, the fifth bits and the 2-bit pairs is exercised; dequantized by gguf-py.

@@ -624,9 +624,7 @@ class GgufFiles(unittest.TestCase):
             for args, needle in (
                     (["--model", os.path.join(self.DIR, "gpt2_tiny.q8_0.gguf"), "--dtype", "q4_0"],
                      "already"),
-                    (["--model", src, "--dtype", "q4_k_m"], "q5_1"),
                     (["--model", FIXTURES, "--dtype", "q8_0"], "config.json"),
-                    (["--model", TINY, "--dtype", "q4_k_m"], "q5_1"),
                     (["--model", src, "--dtype", "q3_k"], "--dtype")):
                 bad = os.path.join(tmp, "bad.gguf")
                 r = run("quantize", *args, "--out", bad)
@@ -636,12 +634,14 @@ class GgufFiles(unittest.TestCase):
                 self.assertFalse(os.path.exists(bad), args)
 
     def test_quantize_converts_hugging_face_directories(self):
-        # The GPT-2 test checkpoint converted here (f32) and quantized (q4_0) gives the logits of
-        # the files llama.cpp's converter and llama-quantize made from it.
+        # The GPT-2 test checkpoint converted here (f32) and quantized (q4_0, q4_k_m: q5_0, q5_1
+        # and q8_0 blocks) gives the logits of the files llama.cpp's converter and
+        # llama-quantize made from it.
         tokens, _ = self.load("gpt2_tiny.f32")
         with tempfile.TemporaryDirectory() as tmp:
             for dtype, theirs in (("f32", "gpt2_tiny.f32.gguf"),
-                                  ("q4_0", "gpt2_tiny.llama_quantize.q4_0.gguf")):
+                                  ("q4_0", "gpt2_tiny.llama_quantize.q4_0.gguf"),
+                                  ("q4_k_m", "gpt2_tiny.llama_quantize.q4_k_m.gguf")):
                 ours = os.path.join(tmp, dtype + ".gguf")
                 r = run("quantize", "--model", TINY, "--out", ours, "--dtype", dtype)
                 self.assertEqual(r.returncode, 0, r.stderr)

@@ -103,22 +103,31 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, GgufConvert,
                            return name.substr(0, name.find('.'));
                          });
 
+// q4_0, and q4_k_m, whose 32-wide rows are not whole super-blocks: llama-quantize's fallbacks
+// q5_0, q5_1 (the fused attn_qkv) and q8_0.
 TEST(GgufConvert, QuantizedConversionIsLlamaQuantizesFile) {
   const auto model = ef::load_hf_model<float>(fixtures + "tiny_f32");
   const ef::gguf_contents g = ef::gguf_from_model(model.config, model.weights);
   const ef::gguf_file converted(ef::gguf_bytes(g.metadata, g.tensors), "tiny_f32");
-  const std::string path = ::testing::TempDir() + "eigenformer_converted.q4_0.gguf";
-  ef::quantize_gguf(converted, path, ef::gguf_file_type::q4_0);
-  const ef::gguf_file ours(path);
-  const ef::gguf_file theirs(fixtures + "gguf_models/gpt2_tiny.llama_quantize.q4_0.gguf");
-  ASSERT_EQ(ours.tensors().size(), theirs.tensors().size());
-  for (const auto& t : ours.tensors()) {
-    const auto& expected = theirs.tensor(t.name);
-    ASSERT_EQ(t.type, expected.type) << t.name;
-    ASSERT_EQ(t.bytes, expected.bytes) << t.name;
-    EXPECT_EQ(std::memcmp(ours.tensor_data(t), theirs.tensor_data(expected), t.bytes), 0) << t.name;
+  for (const auto& [type, name] : {std::pair{ef::gguf_file_type::q4_0, "q4_0"},
+                                   std::pair{ef::gguf_file_type::q4_k_m, "q4_k_m"}}) {
+    const std::string path = ::testing::TempDir() + "eigenformer_converted." + name + ".gguf";
+    ef::quantize_gguf(converted, path, type);
+    const ef::gguf_file ours(path);
+    const ef::gguf_file theirs(fixtures + "gguf_models/gpt2_tiny.llama_quantize." + name + ".gguf");
+    ASSERT_EQ(ours.tensors().size(), theirs.tensors().size());
+    bool has_q5_1 = false;
+    for (const auto& t : ours.tensors()) {
+      const auto& expected = theirs.tensor(t.name);
+      ASSERT_EQ(t.type, expected.type) << t.name;
+      ASSERT_EQ(t.bytes, expected.bytes) << t.name;
+      EXPECT_EQ(std::memcmp(ours.tensor_data(t), theirs.tensor_data(expected), t.bytes), 0)
+          << name << " " << t.name;
+      has_q5_1 = has_q5_1 || t.type == ef::ggml_type::q5_1;
+    }
+    EXPECT_EQ(has_q5_1, type == ef::gguf_file_type::q4_k_m) << name;
+    std::remove(path.c_str());
   }
-  std::remove(path.c_str());
 }
 
 TEST(GgufConvert, RefusesWeightsThatAreNotFloat) {

@@ -113,7 +113,7 @@ TEST(GgufQuantize, PicksLlamaQuantizesTypePerTensor) {
   EXPECT_EQ(type("blk.0.attn_q.bias", {512, 1}), g::f32);
   EXPECT_EQ(type("rope_freqs.weight", {32}), g::f32);
   EXPECT_THROW(type("blk.0.attn_q.weight", {48, 48}, ef::gguf_file_type::q4_0), ef::value_error);
-  EXPECT_THROW(type("blk.0.attn_qkv.weight", {64, 192}), ef::value_error);  // q5_1
+  EXPECT_EQ(type("blk.0.attn_qkv.weight", {64, 192}), g::q5_1);  // q5_k's fallback
   EXPECT_THROW(ef::parse_gguf_file_type("q3_k"), ef::value_error);
 }
 

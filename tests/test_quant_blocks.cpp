@@ -43,6 +43,12 @@ TEST(QuantBlocks, QuantizeAndDequantizeLikeGgml) {
     std::vector<eigenformer::block_q8_0> q8(std::size_t(n / 32));
     std::vector<eigenformer::block_q4_0> q4(std::size_t(n / 32));
     std::vector<eigenformer::block_q5_0> q5(std::size_t(n / 32));
+    std::vector<eigenformer::block_q5_1> q51(std::size_t(n / 32));
+    eigenformer::quantize_row_q5_1(x.data(), q51.data(), n);
+    EXPECT_EQ(hex(q51.data(), q51.size() * sizeof(q51[0])), c["q5_1"].get<std::string>());
+    std::vector<float> y51(x.size());
+    eigenformer::dequantize_row_q5_1(q51.data(), y51.data(), n);
+    EXPECT_EQ(y51, floats_from_bits(c["q5_1_dequantized_bits"].get<std::vector<std::uint32_t>>()));
     eigenformer::quantize_row_q8_0(x.data(), q8.data(), n);
     eigenformer::quantize_row_q4_0(x.data(), q4.data(), n);
     eigenformer::quantize_row_q5_0(x.data(), q5.data(), n);

@@ -18,7 +18,8 @@ using eigenformer::quant_type;
 using eigenformer::quantized_matrix;
 
 const quant_type all_types[] = {quant_type::q8_0, quant_type::q4_0, quant_type::q5_0,
-                                quant_type::q4_k, quant_type::q5_k, quant_type::q6_k};
+                                quant_type::q5_1, quant_type::q4_k, quant_type::q5_k,
+                                quant_type::q6_k};
 
 // n_cols columns of K weights of type t. The 32-weight types get quantized random weights; the
 // k-quants get random bytes with finite fp16 scales of both signs (every bit pattern of the
@@ -140,6 +141,13 @@ weight_code code_of(const quantized_matrix& q, index_t k, index_t n) {
       c = {low | int((high >> e) & 1) << 4, 16, half(block), 0.0f};
       break;
     }
+    case quant_type::q5_1: {  // w = d u + min: m = -min
+      const std::uint32_t high =
+          block[4] | block[5] << 8 | block[6] << 16 | std::uint32_t(block[7]) << 24;
+      const int low = e < 16 ? block[8 + e] & 15 : block[8 + e - 16] >> 4;
+      c = {low | int((high >> e) & 1) << 4, 0, half(block), -half(block + 2)};
+      break;
+    }
     case quant_type::q4_k:
     case quant_type::q5_k: {
       const unsigned char* packed = block + 4;  // 6-bit scale and min of each sub-block j
@@ -182,7 +190,7 @@ float int8_order(const float* x, index_t K, const quantized_matrix& q, index_t n
         sum += (c.u - c.offset) * xq.q[e];
         x_sum += xq.q[e];
       }
-      if (c.offset == 0) {  // q4_k, q5_k: w = a u - m
+      if (c.offset == 0) {  // q5_1, q4_k, q5_k: w = a u - m
         acc = std::fma(std::fma(float(sum), c.a, float(-x_sum) * c.m), xq.d, acc);
       } else {
         acc = std::fma(float(sum), c.a * xq.d, acc);
@@ -409,6 +417,8 @@ TEST(QuantMatmul, InterleavedLayoutIsTheDocumentedOne) {
         return {0, 16};  // d, qs
       case quant_type::q5_0:
         return {0, 4, 16};  // d, qh, qs
+      case quant_type::q5_1:
+        return {0, 0, 4, 16};  // d, m, qh, qs
       case quant_type::q4_k:
         return {0, 0, 12, 128};  // d, dmin, scales, qs
       case quant_type::q5_k:

@@ -281,9 +281,10 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("-n", opt->gens, "generated tokens, comma separated (default 128)");
   cmd->add_option("--depth", opt->depth, "prompt tokens before generation (default 128)");
   cmd->add_option("--threads", opt->threads, "thread counts, comma separated (default: all cores)");
-  cmd->add_option("--dtype", opt->dtypes,
-                  "weight types, comma separated: f32, bf16, bf16mix, q8_0, q4_0, q5_0, q4_k, "
-                  "q5_k, q6_k, q4_k_m (default f32)");
+  cmd->add_option(
+      "--dtype", opt->dtypes,
+      "weight types, comma separated: f32, bf16, bf16mix, q8_0, q4_0, q5_0, q5_1, q4_k, "
+      "q5_k, q6_k, q4_k_m (default f32)");
   add_activations_option(cmd);
   cmd->add_option("-r", opt->repetitions, "timed runs per test after one warm-up (default 5)");
   cmd->add_flag("--json", opt->json, "one JSON object per line instead of the table");

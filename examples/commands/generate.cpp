@@ -105,9 +105,10 @@ void add_generate_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "generate text with a KV cache");
   add_prompt_options(cmd, opt->prompt);
   cmd->add_option("-n", opt->n_tokens, "tokens to generate (default 64)");
-  cmd->add_option("--dtype", opt->dtype,
-                  "weights: f32 (default: as loaded), bf16, bf16mix, q8_0, q4_0, q5_0, q4_k, q5_k, "
-                  "q6_k or q4_k_m (llama-quantize's mix)")
+  cmd->add_option(
+         "--dtype", opt->dtype,
+         "weights: f32 (default: as loaded), bf16, bf16mix, q8_0, q4_0, q5_0, q5_1, q4_k, q5_k, "
+         "q6_k or q4_k_m (llama-quantize's mix)")
       ->check(CLI::IsMember(dtype_names()));
   add_activations_option(cmd);
   cmd->add_option("--temperature", opt->sampling.temperature, "0 = greedy (default 1)");

@@ -60,7 +60,7 @@ void add_logits_command(CLI::App& app) {
   add_activations_option(cmd);
   cmd->add_option("--precision", opt->precision,
                   "f32 (default), f64, bf16 (bf16 weights), bf16mix (bf16 weights and inputs), "
-                  "q8_0, q4_0, q5_0, q4_k, q5_k, q6_k or q4_k_m (quantized weights)")
+                  "q8_0, q4_0, q5_0, q5_1, q4_k, q5_k, q6_k or q4_k_m (quantized weights)")
       ->check(CLI::IsMember([] {
         auto names = dtype_names();
         names.push_back("f64");

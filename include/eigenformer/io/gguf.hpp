@@ -70,8 +70,8 @@ inline constexpr ggml_type_traits ggml_types[] = {
     {ggml_type::f32, "F32", 1, 4},       {ggml_type::f16, "F16", 1, 2},
     {ggml_type::bf16, "BF16", 1, 2},     {ggml_type::q8_0, "Q8_0", 32, 34},
     {ggml_type::q4_0, "Q4_0", 32, 18},   {ggml_type::q5_0, "Q5_0", 32, 22},
-    {ggml_type::q4_k, "Q4_K", 256, 144}, {ggml_type::q5_k, "Q5_K", 256, 176},
-    {ggml_type::q6_k, "Q6_K", 256, 210},
+    {ggml_type::q5_1, "Q5_1", 32, 24},   {ggml_type::q4_k, "Q4_K", 256, 144},
+    {ggml_type::q5_k, "Q5_K", 256, 176}, {ggml_type::q6_k, "Q6_K", 256, 210},
 };
 
 /// The traits of `t`, or nullptr for a type this library does not read.
@@ -85,11 +85,11 @@ inline const ggml_type_traits* find_ggml_type(std::uint32_t t) {
 inline std::string ggml_type_name(std::uint32_t t) {
   if (const auto* e = find_ggml_type(t)) return e->name;
   static const std::map<std::uint32_t, const char*> others = {
-      {3, "Q4_1"},    {7, "Q5_1"},     {9, "Q8_1"},    {10, "Q2_K"},    {11, "Q3_K"},
-      {15, "Q8_K"},   {16, "IQ2_XXS"}, {17, "IQ2_XS"}, {18, "IQ3_XXS"}, {19, "IQ1_S"},
-      {20, "IQ4_NL"}, {21, "IQ3_S"},   {22, "IQ2_S"},  {23, "IQ4_XS"},  {24, "I8"},
-      {25, "I16"},    {26, "I32"},     {27, "I64"},    {28, "F64"},     {29, "IQ1_M"},
-      {34, "TQ1_0"},  {35, "TQ2_0"}};
+      {3, "Q4_1"},     {9, "Q8_1"},    {10, "Q2_K"},    {11, "Q3_K"},  {15, "Q8_K"},
+      {16, "IQ2_XXS"}, {17, "IQ2_XS"}, {18, "IQ3_XXS"}, {19, "IQ1_S"}, {20, "IQ4_NL"},
+      {21, "IQ3_S"},   {22, "IQ2_S"},  {23, "IQ4_XS"},  {24, "I8"},    {25, "I16"},
+      {26, "I32"},     {27, "I64"},    {28, "F64"},     {29, "IQ1_M"}, {34, "TQ1_0"},
+      {35, "TQ2_0"}};
   const auto it = others.find(t);
   return it != others.end() ? it->second : "type " + std::to_string(t);
 }
@@ -106,7 +106,7 @@ inline bool quant_type_of(ggml_type t, quant_type& out) {
   return false;
 }
 
-/// One row of n weights of quantized type `t` (Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K) -> y[0:n].
+/// One row of n weights of quantized type `t` (Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) -> y[0:n].
 inline void dequantize_row(ggml_type t, const unsigned char* row, float* y, index_t n) {
   quant_type q{};
   if (!quant_type_of(t, q)) {
@@ -468,7 +468,7 @@ class gguf_file {
       const ggml_type_traits* traits = find_ggml_type(raw_type);
       if (!traits)
         fail(field + " has ggml type " + ggml_type_name(raw_type) + ", which is not supported " +
-             "(F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K are)");
+             "(F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K are)");
       t.type = traits->type;
       if (t.ne[0] % traits->block_weights != 0)
         fail(detail::concat(field, " has rows of ", t.ne[0], " weights, not a multiple of the ",

@@ -7,8 +7,8 @@
 //    rows are not whole super-blocks or the file type is q8_0;
 //  - q4_k_m: q4_k, but q6_k for attn_v and ffn_down in the layers use_more_bits picks and q5_k
 //    for a fused attn_qkv (GPT-2);
-//  - rows that are not whole blocks: q4_k -> q5_0, q6_k -> q8_0, then f16; for the other types
-//    an error, as llama-quantize gives (it would put q5_1 for q5_k: not supported here);
+//  - rows that are not whole blocks: q4_k -> q5_0, q5_k -> q5_1, q6_k -> q8_0, then f16; for
+//    the other types an error, as llama-quantize gives;
 //  - the metadata is copied, with general.file_type and general.quantization_version set.
 // Blocks come from quant/ (ggml's reference rounding, equal to llama-quantize's bytes).
 #pragma once
@@ -79,9 +79,8 @@ inline ggml_type llama_quantize_type(const gguf_tensor_info& t, gguf_file_type f
   if (!fits_blocks(q, row)) {
     const std::string what =
         "quantize: " + name + " has rows of " + std::to_string(row) + " weights, not whole ";
-    if (q == quant_type::q5_k)  // llama-quantize's fallback is q5_1, not stored here
-      throw value_error(what + "q5_k blocks (llama-quantize would use q5_1: not supported)");
-    if (q != quant_type::q4_k && q != quant_type::q6_k)  // llama-quantize refuses these too
+    if (q != quant_type::q4_k && q != quant_type::q5_k &&
+        q != quant_type::q6_k)  // llama-quantize refuses these too
       throw value_error(what + traits_of(q).name + " blocks");
     if (!fall_back_to_fit(q, row)) return ggml_type::f16;
   }

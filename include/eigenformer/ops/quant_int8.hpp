@@ -10,7 +10,8 @@
 //     exact integer sums I over the block's weights (or its half h) and float products:
 //       q8_0, q4_0, q5_0: w = d (u - 2^s), s = 7, 3, 4; d the block's scale.
 //         I = sum (u - 2^s) q_x;           acc = fma(float(I), d d_x, acc)
-//       q4_k, q5_k: w = a u - m; a = d scale_j, m = dmin min_j of the block's sub-block j.
+//       q5_1, q4_k, q5_k: w = a u - m; a = d, m = -(the block's min) for q5_1; a = d scale_j,
+//         m = dmin min_j of the block's sub-block j for the k-quants.
 //         I = sum u q_x;                   acc = fma(fma(float(I), a, float(-S_b) m), d_x, acc)
 //       q6_k: w = a_h (u - 32); a_h = d scale of the block's half h (16 weights).
 //         for h = 0, 1: I_h = sum (u - 32) q_x over half h;  acc = fma(float(I_h), a_h d_x, acc)
@@ -48,9 +49,9 @@
 namespace eigenformer {
 namespace detail {
 
-/// Whether a type's weights are a u - m (q4_k, q5_k) rather than a (u - 2^s).
+/// Whether a type's weights are a u - m (q5_1, q4_k, q5_k) rather than a (u - 2^s).
 constexpr bool has_min(quant_type t) {
-  return t == quant_type::q4_k || t == quant_type::q5_k;
+  return t == quant_type::q5_1 || t == quant_type::q4_k || t == quant_type::q5_k;
 }
 
 /// Whether a type comes in super-blocks of 256 weights (8 blocks of 32).
@@ -68,6 +69,7 @@ template <quant_type T>
 inline constexpr index_t block_bytes_of = T == quant_type::q8_0   ? index_t(sizeof(block_q8_0))
                                           : T == quant_type::q4_0 ? index_t(sizeof(block_q4_0))
                                           : T == quant_type::q5_0 ? index_t(sizeof(block_q5_0))
+                                          : T == quant_type::q5_1 ? index_t(sizeof(block_q5_1))
                                           : T == quant_type::q4_k ? index_t(sizeof(block_q4_k))
                                           : T == quant_type::q5_k ? index_t(sizeof(block_q5_k))
                                                                   : index_t(sizeof(block_q6_k));
@@ -220,16 +222,17 @@ inline __m512i code_word(const unsigned char* unit, int j, int v) {
   const __m512i low4 = _mm512_set1_epi8(0x0f);
   if constexpr (T == quant_type::q8_0) {
     return load_vector(unit + 32 + 64 * v);
-  } else if constexpr (T == quant_type::q4_0 || T == quant_type::q5_0) {
-    // [16 d | (q5_0: 1 vector of fifth bits) | 4 vectors of nibbles]; words 4-7 are the high
-    // nibbles of the bytes of words 0-3.
-    constexpr index_t codes = T == quant_type::q4_0 ? 32 : 96;
+  } else if constexpr (T == quant_type::q4_0 || T == quant_type::q5_0 || T == quant_type::q5_1) {
+    // [16 d | (q5_1: 16 m) | (q5_0, q5_1: 1 vector of fifth bits) | 4 vectors of nibbles]; words
+    // 4-7 are the high nibbles of the bytes of words 0-3.
+    constexpr index_t high_bits = T == quant_type::q5_1 ? 64 : 32;
+    constexpr index_t codes = T == quant_type::q4_0 ? 32 : high_bits + 64;
     const __m512i raw = load_vector(unit + codes + 64 * (v % 4));
     __m512i u = _mm512_and_si512(v < 4 ? raw : _mm512_srli_epi16(raw, 4), low4);
-    if constexpr (T == quant_type::q5_0) {
+    if constexpr (T != quant_type::q4_0) {
       // Bit 4v + i of a column's 32-bit qh is the fifth bit of its byte i: bring bits 4v .. 4v
       // + 3 to the bottom, copy the low byte to all 4 bytes, test bit i in byte i.
-      const __m512i high = _mm512_srli_epi32(load_vector(unit + 32), unsigned(4 * v));
+      const __m512i high = _mm512_srli_epi32(load_vector(unit + high_bits), unsigned(4 * v));
       const __m512i spread =
           _mm512_shuffle_epi8(high, _mm512_set4_epi32(0x0c0c0c0c, 0x08080808, 0x04040404, 0));
       const __mmask64 fifth = _mm512_test_epi8_mask(spread, _mm512_set1_epi32(0x08040201));
@@ -262,8 +265,8 @@ inline __m512i code_word(const unsigned char* unit, int j, int v) {
   }
 }
 
-/// A unit's scales for 16 columns, as floats: d (32-weight types), a and m of the 8 blocks
-/// (q4_k, q5_k) or a of the 16 halves (q6_k).
+/// A unit's scales for 16 columns, as floats: d (32-weight types), a and m of its blocks
+/// (q5_1: 1, q4_k, q5_k: 8) or a of the 16 halves (q6_k).
 template <quant_type T>
 struct unit_scales {
   __m512 d;
@@ -275,13 +278,20 @@ struct unit_scales<quant_type::q4_k> {
 template <>
 struct unit_scales<quant_type::q5_k> : unit_scales<quant_type::q4_k> {};
 template <>
+struct unit_scales<quant_type::q5_1> {
+  __m512 a[1], m[1];
+};
+template <>
 struct unit_scales<quant_type::q6_k> {
   __m512 a[16];
 };
 
 template <quant_type T>
 inline void load_unit_scales(const unsigned char* unit, unit_scales<T>& s) {
-  if constexpr (has_min(T)) {
+  if constexpr (T == quant_type::q5_1) {  // w = d u + min: a = d, m = -min (exact)
+    s.a[0] = load_halves(unit);
+    s.m[0] = _mm512_sub_ps(_mm512_setzero_ps(), load_halves(unit + 32));
+  } else if constexpr (has_min(T)) {
     // ggml's 12 bytes of 6-bit scales and mins, as 3 vectors of words: byte i of word w is
     // packed byte 4w + i (k_quant_scale_min).
     const __m512 d = load_halves(unit), dmin = load_halves(unit + 32);
@@ -423,10 +433,12 @@ inline void unpack_block_scalar(const unsigned char* unit, int j, std::uint8_t u
       value = unit[2 + e] ^ 0x80;
     } else if constexpr (T == quant_type::q4_0) {
       value = e < 16 ? unit[2 + e] & 15 : unit[2 + e - 16] >> 4;
-    } else if constexpr (T == quant_type::q5_0) {
+    } else if constexpr (T == quant_type::q5_0 || T == quant_type::q5_1) {
+      constexpr int high_bits = T == quant_type::q5_0 ? 2 : 4;  // after d (and m)
       std::uint32_t high;
-      std::memcpy(&high, unit + 2, 4);
-      value = (e < 16 ? unit[6 + e] & 15 : unit[6 + e - 16] >> 4) | int((high >> e) & 1) << 4;
+      std::memcpy(&high, unit + high_bits, 4);
+      const unsigned char* qs = unit + high_bits + 4;
+      value = (e < 16 ? qs[e] & 15 : qs[e - 16] >> 4) | int((high >> e) & 1) << 4;
     } else if constexpr (T == quant_type::q6_k) {
       const auto* q = reinterpret_cast<const block_q6_k*>(unit);
       const int h = j / 4, r = j % 4;
@@ -441,7 +453,13 @@ inline void unpack_block_scalar(const unsigned char* unit, int j, std::uint8_t u
     u[e] = static_cast<std::uint8_t>(value);
   }
   std::uint16_t d_bits;
-  if constexpr (T == quant_type::q6_k) {
+  if constexpr (T == quant_type::q5_1) {
+    std::uint16_t m_bits;
+    std::memcpy(&d_bits, unit, 2);
+    std::memcpy(&m_bits, unit + 2, 2);
+    a[0] = a[1] = fp16_value(d_bits);
+    m = -fp16_value(m_bits);
+  } else if constexpr (T == quant_type::q6_k) {
     const auto* q = reinterpret_cast<const block_q6_k*>(unit);
     const float d = fp16_value(q->d);
     for (int h = 0; h < 2; ++h) a[h] = d * float(q->scales[2 * j + h]);

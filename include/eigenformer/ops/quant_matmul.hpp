@@ -62,6 +62,8 @@ void with_quant_type(quant_type t, F&& f) {
       return f(std::integral_constant<q, q::q4_0>{});
     case q::q5_0:
       return f(std::integral_constant<q, q::q5_0>{});
+    case q::q5_1:
+      return f(std::integral_constant<q, q::q5_1>{});
     case q::q4_k:
       return f(std::integral_constant<q, q::q4_k>{});
     case q::q5_k:

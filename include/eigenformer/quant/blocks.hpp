@@ -7,16 +7,21 @@
 //   q5_0: 22 bytes = fp16 scale d + 32 fifth bits + 16 bytes of nibbles; weight = d * (q - 16),
 //         bit j of the 32-bit qh is the fifth bit of weight j. llama-quantize falls back to
 //         q5_0 in a Q4_K_M file for tensors whose rows are not a multiple of 256 (SmolLM2's 576).
+//   q5_1: 24 bytes = fp16 scale d + fp16 min m + 32 fifth bits + 16 bytes of nibbles; weight =
+//         d * q + m (the product rounded first), q in [0, 31]. llama-quantize's fallback for
+//         q5_k (a Q4_K_M file's fused attn_qkv) where rows are not whole super-blocks.
 //
 // Quantizing follows ggml's reference rounding (ggml-quants.c, quantize_row_*_ref) as
 // llama-quantize computes it (without FMA: see rounded_product), so our blocks equal llama.cpp's:
 //   q8_0: d = max|x| / 127, q = roundf(x / d) (computed as x * (1/d), half away from zero)
 //   q4_0: d = (the x of largest |x|) / -8, nibble = min(15, trunc(x * (1/d) + 8.5))
 //   q5_0: d = (the x of largest |x|) / -16, q = min(31, trunc(x * (1/d) + 16.5))
+//   q5_1: d = (max - min) / 31, m = min, q = the low 5 bits of trunc((x - min) * (1/d) + 0.5)
 // tests/test_quant_blocks.cpp compares with llama.cpp's gguf-py on the same numbers.
 #pragma once
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -45,7 +50,14 @@ struct block_q5_0 {
   std::uint8_t qh[4];   // little-endian uint32: bit j is the fifth bit of weight j
   std::uint8_t qs[16];  // qs[j] & 15: low bits of weight j; qs[j] >> 4: of weight j + 16
 };
-static_assert(sizeof(block_q8_0) == 34 && sizeof(block_q4_0) == 18 && sizeof(block_q5_0) == 22,
+struct block_q5_1 {
+  std::uint16_t d;      // fp16 bits
+  std::uint16_t m;      // fp16 bits: the block's minimum
+  std::uint8_t qh[4];   // little-endian uint32: bit j is the fifth bit of weight j
+  std::uint8_t qs[16];  // qs[j] & 15: low bits of weight j; qs[j] >> 4: of weight j + 16
+};
+static_assert(sizeof(block_q8_0) == 34 && sizeof(block_q4_0) == 18 && sizeof(block_q5_0) == 22 &&
+                  sizeof(block_q5_1) == 24,
               "ggml's block sizes: the structs must have no padding");
 
 namespace detail {
@@ -146,6 +158,35 @@ inline void quantize_row_q5_0(const float* x, block_q5_0* out, index_t n) {
   }
 }
 
+/// x[0:n] -> n / 32 q5_1 blocks.
+inline void quantize_row_q5_1(const float* x, block_q5_1* out, index_t n) {
+  detail::check_block_multiple(n, "quantize_row_q5_1");
+  for (index_t b = 0; b < n / quant_block_weights; ++b, x += quant_block_weights) {
+    float min = FLT_MAX, max = -FLT_MAX;
+    for (index_t j = 0; j < quant_block_weights; ++j) {
+      min = std::min(min, x[j]);
+      max = std::max(max, x[j]);
+    }
+    const float d = (max - min) / 31.0f;
+    const float inverse = d != 0.0f ? 1.0f / d : 0.0f;
+    out[b].d = detail::fp16_bits(d);
+    out[b].m = detail::fp16_bits(min);
+    std::uint32_t fifth_bits = 0;
+    // ggml converts (x - min) / d + 0.5 to uint8_t: a value that rounds up to 32 keeps its low
+    // five bits (0), as there.
+    const auto code = [&](float v) {
+      return int(static_cast<std::uint8_t>(detail::rounded_product(v - min, inverse) + 0.5f));
+    };
+    for (index_t j = 0; j < 16; ++j) {
+      const int lo = code(x[j]), hi = code(x[j + 16]);
+      out[b].qs[j] = static_cast<std::uint8_t>((lo & 15) | ((hi & 15) << 4));
+      fifth_bits |= std::uint32_t((lo >> 4) & 1) << j;
+      fifth_bits |= std::uint32_t((hi >> 4) & 1) << (j + 16);
+    }
+    for (int i = 0; i < 4; ++i) out[b].qh[i] = static_cast<std::uint8_t>(fifth_bits >> (8 * i));
+  }
+}
+
 /// n / 32 q8_0 blocks -> y[0:n].
 inline void dequantize_row_q8_0(const block_q8_0* in, float* y, index_t n) {
   detail::check_block_multiple(n, "dequantize_row_q8_0");
@@ -179,6 +220,22 @@ inline void dequantize_row_q5_0(const block_q5_0* in, float* y, index_t n) {
       const int hi = (in[b].qs[j] >> 4) | int((fifth_bits >> (j + 16)) & 1) << 4;
       y[j] = d * float(lo - 16);
       y[j + 16] = d * float(hi - 16);
+    }
+  }
+}
+
+/// n / 32 q5_1 blocks -> y[0:n].
+inline void dequantize_row_q5_1(const block_q5_1* in, float* y, index_t n) {
+  detail::check_block_multiple(n, "dequantize_row_q5_1");
+  for (index_t b = 0; b < n / quant_block_weights; ++b, y += quant_block_weights) {
+    const float d = detail::fp16_value(in[b].d), m = detail::fp16_value(in[b].m);
+    std::uint32_t fifth_bits = 0;
+    for (int i = 0; i < 4; ++i) fifth_bits |= std::uint32_t(in[b].qh[i]) << (8 * i);
+    for (index_t j = 0; j < 16; ++j) {
+      const int lo = (in[b].qs[j] & 15) | int((fifth_bits >> j) & 1) << 4;
+      const int hi = (in[b].qs[j] >> 4) | int((fifth_bits >> (j + 16)) & 1) << 4;
+      y[j] = detail::rounded_product(d, float(lo)) + m;
+      y[j + 16] = detail::rounded_product(d, float(hi)) + m;
     }
   }
 }

@@ -18,9 +18,9 @@
 // them (ops/quant_int8.hpp). The last group of a segment is padded with zero columns.
 // column_blocks gives a column back in ggml's layout, bit for bit.
 //
-// The types are ggml's (numbered as in GGUF): q8_0, q4_0, q5_0 (blocks of 32, quant/blocks.hpp)
-// and q4_k, q5_k, q6_k (super-blocks of 256, quant/k_quants.hpp). Quantizing from float is
-// ggml's reference rounding (quant/blocks.hpp, quant/k_quants.hpp).
+// The types are ggml's (numbered as in GGUF): q8_0, q4_0, q5_0, q5_1 (blocks of 32,
+// quant/blocks.hpp) and q4_k, q5_k, q6_k (super-blocks of 256, quant/k_quants.hpp). Quantizing from
+// float is ggml's reference rounding (quant/blocks.hpp, quant/k_quants.hpp).
 #pragma once
 
 #include <algorithm>
@@ -41,6 +41,7 @@ namespace eigenformer {
 enum class quant_type : std::uint32_t {
   q4_0 = 2,
   q5_0 = 6,
+  q5_1 = 7,
   q8_0 = 8,
   q4_k = 12,
   q5_k = 13,
@@ -57,8 +58,9 @@ struct quant_type_traits {
 
 inline constexpr quant_type_traits quant_types[] = {
     {quant_type::q8_0, "q8_0", 32, 34},   {quant_type::q4_0, "q4_0", 32, 18},
-    {quant_type::q5_0, "q5_0", 32, 22},   {quant_type::q4_k, "q4_k", 256, 144},
-    {quant_type::q5_k, "q5_k", 256, 176}, {quant_type::q6_k, "q6_k", 256, 210},
+    {quant_type::q5_0, "q5_0", 32, 22},   {quant_type::q5_1, "q5_1", 32, 24},
+    {quant_type::q4_k, "q4_k", 256, 144}, {quant_type::q5_k, "q5_k", 256, 176},
+    {quant_type::q6_k, "q6_k", 256, 210},
 };
 
 inline const quant_type_traits& traits_of(quant_type t) {
@@ -83,10 +85,11 @@ inline bool fits_blocks(quant_type t, index_t k) {
 }
 
 /// llama-quantize's fallback for rows of k weights that are not whole blocks of `t`: q4_k ->
-/// q5_0, q6_k -> q8_0. False when none of these fits (it would use q5_1, f16, or refuse).
+/// q5_0, q5_k -> q5_1, q6_k -> q8_0. False when none of these fits (it would use f16, or refuse).
 inline bool fall_back_to_fit(quant_type& t, index_t k) {
   if (fits_blocks(t, k)) return true;
   if (t == quant_type::q4_k) t = quant_type::q5_0;
+  if (t == quant_type::q5_k) t = quant_type::q5_1;
   if (t == quant_type::q6_k) t = quant_type::q8_0;
   return fits_blocks(t, k);
 }
@@ -106,6 +109,8 @@ inline void dequantize_row(quant_type t, const unsigned char* row, float* y, ind
       return dequantize_row_q4_0(reinterpret_cast<const block_q4_0*>(row), y, n);
     case quant_type::q5_0:
       return dequantize_row_q5_0(reinterpret_cast<const block_q5_0*>(row), y, n);
+    case quant_type::q5_1:
+      return dequantize_row_q5_1(reinterpret_cast<const block_q5_1*>(row), y, n);
     case quant_type::q4_k:
       return dequantize_row_q4_k(reinterpret_cast<const block_q4_k*>(row), y, n);
     case quant_type::q5_k:
@@ -125,6 +130,8 @@ inline void quantize_row(quant_type t, const float* x, unsigned char* row, index
       return quantize_row_q4_0(x, reinterpret_cast<block_q4_0*>(row), n);
     case quant_type::q5_0:
       return quantize_row_q5_0(x, reinterpret_cast<block_q5_0*>(row), n);
+    case quant_type::q5_1:
+      return quantize_row_q5_1(x, reinterpret_cast<block_q5_1*>(row), n);
     case quant_type::q4_k:
       return quantize_row_q4_k(x, reinterpret_cast<block_q4_k*>(row), n);
     case quant_type::q5_k:
@@ -154,6 +161,8 @@ inline block_fields fields_of(quant_type t) {
       return {{0, 16}, 2};
     case quant_type::q5_0:
       return {{0, 4, 16}, 3};
+    case quant_type::q5_1:
+      return {{0, 0, 4, 16}, 4};
     case quant_type::q4_k:
       return {{0, 0, 12, 128}, 4};
     case quant_type::q5_k:
