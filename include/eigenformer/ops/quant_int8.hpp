@@ -485,7 +485,7 @@ inline void interleaved_tile(const int8_rows& x, index_t t0, const unsigned char
   for (int r = 0; r < R; ++r) {
     for (int g = 0; g < G; ++g) acc[r][g] = int8_lanes{};
   }
-  unsigned char ggml[block_bytes_of<T>];
+  alignas(16) unsigned char ggml[block_bytes_of<T>];  // read through ggml's block structs
   for (index_t first = 0; first < blocks; first += unit_blocks<T>) {
     for (int g = 0; g < G; ++g) {
       const unsigned char* unit = group[g] + first / unit_blocks<T> * group_unit_bytes<T>;
