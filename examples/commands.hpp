@@ -16,5 +16,6 @@ void add_train_command(CLI::App& app, int argc, char** argv);  // commands/train
 void add_bench_command(CLI::App& app);                         // commands/bench.cpp
 void add_quantize_command(CLI::App& app);                      // commands/quantize.cpp
 void add_perplexity_command(CLI::App& app);                    // commands/perplexity.cpp
+void add_template_command(CLI::App& app);                      // commands/template.cpp
 
 }  // namespace eigenformer_cli

@@ -10,6 +10,7 @@
 //   eigenformer bench     [--model DIR | --shape NAME] [-p ...] [-n ...] [--dtype ...]
 //   eigenformer quantize  --model F.gguf --out Q.gguf --dtype q8_0|q4_0|q4_k_m
 //   eigenformer perplexity --model M --text FILE [--ctx N] [--dtype ...] [--reference M0]
+//   eigenformer template  --model M --messages FILE.json [--no-generation-prompt]
 #include <algorithm>
 #include <cstdio>
 #include <exception>
@@ -31,6 +32,7 @@ int main(int argc, char** argv) {
   eigenformer_cli::add_bench_command(app);
   eigenformer_cli::add_quantize_command(app);
   eigenformer_cli::add_perplexity_command(app);
+  eigenformer_cli::add_template_command(app);
 
   const auto one_line = [](std::string message) {
     std::replace(message.begin(), message.end(), '\n', ' ');

