@@ -92,4 +92,27 @@ TEST(ChatTemplate, UnsupportedConstructsAreNamed) {
             std::string::npos);
 }
 
+// A hostile template gets an error, not a crash: nesting, recursion and sizes are bounded.
+TEST(ChatTemplate, HostileTemplatesAreRefused) {
+  const json messages = json::array();
+  const auto refused = [&](const std::string& source) {
+    try {
+      ef::chat_template(source).render(messages, false);
+    } catch (const ef::template_error&) {
+      return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(refused("{{ " + std::string(100000, '(') + "1" + std::string(100000, ')') + " }}"));
+  std::string deep;
+  for (int i = 0; i < 5000; ++i) deep += "{% if true %}";
+  EXPECT_TRUE(refused(deep));
+  EXPECT_TRUE(refused("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"));
+  EXPECT_TRUE(refused("{% for i in range(10 ** 12) %}{% endfor %}"));
+  EXPECT_TRUE(refused("{{ 'ab' * 10 ** 12 }}"));
+  EXPECT_TRUE(refused("{% set s = 'x' * 1000000 %}{% for i in range(1000) %}{{ s }}{% endfor %}"));
+  EXPECT_TRUE(refused("{{ 'unterminated"));
+  EXPECT_TRUE(refused("{% for %}"));
+}
+
 }  // namespace

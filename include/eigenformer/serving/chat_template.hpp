@@ -482,6 +482,12 @@ struct piece {
   int line = 1;
 };
 
+/// Bounds that keep a hostile template from exhausting the stack or memory.
+inline constexpr int max_nesting = 200;                          // parentheses, filters, blocks
+inline constexpr int max_call_depth = 64;                        // macros calling macros
+inline constexpr std::int64_t max_items = 1 << 20;               // range(), list repetition
+inline constexpr std::size_t max_output = std::size_t(1) << 28;  // bytes of any one string
+
 [[noreturn]] inline void fail(int line, const std::string& what) {
   throw template_error("chat template line " + std::to_string(line) + ": " + what);
 }
@@ -768,7 +774,16 @@ class expression_parser {
     e->c = std::move(c);
     return e;
   }
+  /// Counts the nesting of the recursive descent (max_nesting).
+  struct nesting {
+    explicit nesting(expression_parser& p) : parser(p) {
+      if (++parser.depth_ > max_nesting) fail(parser.line(), "expressions nested too deeply");
+    }
+    ~nesting() { --parser.depth_; }
+    expression_parser& parser;
+  };
   expr_ptr conditional() {
+    const nesting guard(*this);
     expr_ptr e = or_expression();
     while (accept_name("if")) {
       expr_ptr condition = or_expression();
@@ -840,6 +855,7 @@ class expression_parser {
     return e;
   }
   expr_ptr unary(bool with_filters) {
+    const nesting guard(*this);
     expr_ptr e;
     if (accept("-")) {
       e = make(expr::kind::unary, "-", unary(false));
@@ -1029,6 +1045,7 @@ class expression_parser {
   const std::vector<token>& tokens_;
   std::size_t pos_;
   int line_;
+  int depth_ = 0;
 };
 
 /// Pieces -> statements.
@@ -1045,6 +1062,12 @@ class statement_parser {
  private:
   /// Statements up to one whose keyword is in `ends` (its keyword goes to `end`).
   body block(const std::vector<std::string>& ends, std::string& end) {
+    if (++depth_ > max_nesting)
+      fail(at_ < pieces_.size() ? pieces_[at_].line : 1, "blocks nested too deeply");
+    struct leave {
+      int& depth;
+      ~leave() { --depth; }
+    } guard{depth_};
     body out;
     while (at_ < pieces_.size()) {
       const piece& p = pieces_[at_];
@@ -1184,6 +1207,7 @@ class statement_parser {
 
   const std::vector<piece>& pieces_;
   std::size_t at_ = 0;
+  int depth_ = 0;
 };
 
 // ---- Evaluation ----
@@ -1256,9 +1280,11 @@ class renderer {
     switch (n.type) {
       case node::kind::text:
         out += n.text;
+        if (out.size() > max_output) fail(n.line, "the output grows past 256 MiB");
         return flow::normal;
       case node::kind::output:
         out += to_string(eval(*n.value));
+        if (out.size() > max_output) fail(n.line, "the output grows past 256 MiB");
         return flow::normal;
       case node::kind::if_:
         for (const auto& [condition, branch] : n.branches)
@@ -1389,8 +1415,14 @@ class renderer {
 
   void define_macro(const node& n) {
     const node* definition = &n;
-    auto root = scopes_.front();
+    // The macro lives in a scope; holding that scope weakly keeps the two from owning each other.
+    std::weak_ptr<scope> root = scopes_.front();
     (*scopes_.back())[n.targets[0]] = value::callable([this, definition, root](call_arguments& a) {
+      if (calls_ >= max_call_depth) fail(definition->line, "macros call each other too deeply");
+      struct leave {
+        int& depth;
+        ~leave() { --depth; }
+      } guard{++calls_};
       auto arguments = std::make_shared<scope>();
       for (std::size_t i = 0; i < definition->parameters.size(); ++i) {
         const auto& [name, fallback] = definition->parameters[i];
@@ -1410,7 +1442,7 @@ class renderer {
         (*arguments)[name] = v;
       }
       auto saved = std::move(scopes_);
-      scopes_ = {root, arguments};
+      scopes_ = {root.lock(), arguments};
       std::string out;
       run(definition->children, out);
       scopes_ = std::move(saved);
@@ -1580,6 +1612,10 @@ class renderer {
          b.is(value::kind::list))) {  // repetition, either way round
       const value& sequence = a.is(value::kind::integer) ? b : a;
       const std::int64_t times = a.is(value::kind::integer) ? a.integer : b.integer;
+      const double size =
+          double(times) *
+          double(sequence.is(value::kind::string) ? sequence.text.size() : sequence.items->size());
+      if (size > double(max_items)) fail(e.line, "a repetition that large is refused");
       if (sequence.is(value::kind::string)) {
         std::string out;
         for (std::int64_t i = 0; i < times; ++i) out += sequence.text;
@@ -1653,6 +1689,7 @@ class renderer {
   value method(const value& target, const std::string& name, call_arguments& a, int line);
 
   std::vector<std::shared_ptr<scope>> scopes_;
+  int calls_ = 0;
 };
 
 /// A named argument, or the positional one at `index`, or nothing.
@@ -1723,6 +1760,8 @@ inline void add_global_functions(renderer::scope& globals) {
       if (a.positional.size() > 2) step = a.positional[2].integer;
     }
     if (step == 0) throw template_error("chat template: range() step must not be zero");
+    const double count = (double(stop) - double(start)) / double(step);
+    if (count > double(max_items)) throw template_error("chat template: range() is too long");
     array out;
     for (std::int64_t i = start; step > 0 ? i < stop : i > stop; i += step)
       out.push_back(value::of(i));
