@@ -318,3 +318,110 @@ TEST(Decoder, QuantizedEqualsFloatModelWithDequantizedWeights) {
 }
 
 }  // namespace
+
+namespace {
+
+// Continuous batching: several sequences, each at its own position, some prefilling a chunk
+// and some decoding one token, run through the model together. Each sequence's logits must be
+// bit-identical to running it alone with its own cache — for GPT-2 and a Llama-family model
+// (GQA, rotary), float and quantized weights, and any thread count.
+TEST(Decoder, BatchedSequencesAreBitIdenticalToEachAlone) {
+  namespace ef = eigenformer;
+  std::vector<ef::model> models;
+  {
+    auto c = ref::tiny_config<float>();
+    c.n_embd = 64;
+    c.n_ctx = 40;
+    models.push_back({c, ref::random_weights<float>(c, 21, /*untied=*/true)});
+    auto q = models.back();
+    ef::quantize_weights(q.weights, ef::quant_type::q4_0, ef::quant_type::q8_0);
+    models.push_back(q);
+  }
+  {
+    auto c = ef::model_config::llama();
+    c.n_layer = 2, c.n_head = 4, c.n_kv_head = 2, c.n_embd = 64, c.n_inner = 96;
+    c.vocab_size = 53, c.n_ctx = 40;
+    models.push_back({c, ef::init_llama_weights<float>(c, 22)});
+    auto q = models.back();
+    ef::quantize_weights(q.weights, ef::quant_type::q8_0, ef::quant_type::q8_0);
+    models.push_back(q);
+  }
+  const int saved_threads = ef::num_threads();
+  for (const auto& m : models) {
+    const auto& c = m.config;
+    ref::rng r(23);
+    // Four sequences: prompts of 5, 1, 9 and 3 tokens, then steps of one token each.
+    std::vector<std::vector<ef::token_id>> streams(4);
+    const index_t prompts[] = {5, 1, 9, 3};
+    for (auto& s : streams) {
+      s.resize(24);
+      for (auto& t : s) t = r.below(int(c.vocab_size));
+    }
+    // Alone: each sequence prefilled, then stepped, with its own cache.
+    std::vector<std::vector<ef::matrix<float>>> alone(4);
+    for (std::size_t i = 0; i < 4; ++i) {
+      ef::kv_cache cache(c);
+      ef::activations acts(c, c.n_ctx);
+      index_t pos = 0;
+      while (pos < 20) {
+        const index_t n = pos == 0 ? prompts[i] : 1;
+        const std::vector<ef::token_id> piece(streams[i].begin() + pos,
+                                              streams[i].begin() + pos + n);
+        alone[i].push_back(ef::forward(c, m.weights, cache, piece, acts));
+        pos += n;
+      }
+    }
+    for (const int threads : {1, 2, 3}) {
+      ef::set_num_threads(threads);
+      // Together: sequence i joins at step i (the others decoding meanwhile), so prefill chunks
+      // and single tokens share steps, and the batch changes as sequences join.
+      std::vector<ef::kv_cache> caches(4, ef::kv_cache(c));
+      std::vector<index_t> position(4, 0), done(4, 0);
+      ef::activations acts(c, c.n_ctx);
+      for (int step = 0; step < 24; ++step) {
+        std::vector<std::vector<ef::token_id>> pieces;
+        std::vector<std::size_t> who;
+        for (std::size_t i = 0; i < 4; ++i) {
+          if (int(i) > step || position[i] >= 20) continue;
+          const index_t n = position[i] == 0 ? prompts[i] : 1;
+          pieces.emplace_back(streams[i].begin() + position[i],
+                              streams[i].begin() + position[i] + n);
+          who.push_back(i);
+          position[i] += n;
+        }
+        if (who.empty()) continue;
+        std::vector<ef::batch_sequence<float>> batch;
+        for (std::size_t j = 0; j < who.size(); ++j) batch.push_back({&pieces[j], &caches[who[j]]});
+        const auto logits = ef::forward_batch(c, m.weights, batch, acts);
+        ASSERT_EQ(logits.rows(), index_t(who.size()));
+        for (std::size_t j = 0; j < who.size(); ++j) {
+          const std::size_t i = who[j];
+          const ef::matrix<float>& expected = alone[i][std::size_t(done[i]++)];
+          ASSERT_EQ(ef::matrix<float>(logits.row(index_t(j))), expected)
+              << c.model_type << " threads " << threads << " sequence " << i << " step " << step;
+        }
+      }
+    }
+  }
+  ef::set_num_threads(saved_threads);
+}
+
+// A batch that cannot run is refused whole, before any cache changes.
+TEST(Decoder, BadBatchesAreClearErrors) {
+  namespace ef = eigenformer;
+  auto c = ref::tiny_config<float>();
+  const ef::model m{c, ref::random_weights<float>(c, 24)};
+  ef::activations acts(c, c.n_ctx);
+  ef::kv_cache a(c), b(c);
+  const std::vector<ef::token_id> one{1}, empty, too_long(std::size_t(c.n_ctx + 1), 1);
+  EXPECT_THROW(ef::forward_batch(c, m.weights, {}, acts), ef::shape_error);
+  EXPECT_THROW(ef::forward_batch(c, m.weights, {{&one, &a}, {&empty, &b}}, acts), ef::shape_error);
+  EXPECT_THROW(ef::forward_batch(c, m.weights, {{&one, &a}, {&one, nullptr}}, acts),
+               ef::shape_error);
+  EXPECT_THROW(ef::forward_batch(c, m.weights, {{&one, &a}, {&too_long, &b}}, acts),
+               ef::shape_error);
+  EXPECT_EQ(a.n_past, 0);
+  EXPECT_EQ(b.n_past, 0);
+}
+
+}  // namespace

@@ -294,30 +294,61 @@ void causal_attention_head_groups(matrix_cref<Scalar> q, matrix_cref<Scalar> k,
   });
 }
 
-/// Causal self-attention of T new tokens.
-/// x: [T x C] (already normed), out: [T x C], scratch sized for at least T tokens of `config`.
-/// `rope`: cos/sin of the T new positions (rows [0, T)), or nullptr for models whose positions
-/// are learned embeddings (GPT-2). Without a cache the tokens are the whole sequence. With
-/// `cache`, the tokens sit at positions [n_past, n_past + T): their keys and values are appended
-/// to the cache rows, and each query attends to the cached keys as well — the work is
-/// proportional to the keys, not a re-run of the prefix.
+/// One sequence's rows in a batch of new tokens: rows [first, first + n_tokens) continue the
+/// sequence whose keys and values `cache` holds (n_past of them) — or, without a cache, are the
+/// whole sequence.
 template <class Scalar>
-void causal_self_attention_forward(matrix_cref<Scalar> x, const attention_weights<Scalar>& w,
-                                   const attention_config& config,
-                                   attention_scratch<Scalar>& scratch, matrix_ref<Scalar> out,
-                                   const attention_observer<Scalar>& observe = nullptr,
-                                   kv_cache_layer<Scalar>* cache = nullptr, index_t n_past = 0,
-                                   const rope_tables<Scalar>* rope = nullptr) {
+struct attention_segment {
+  index_t first = 0;
+  index_t n_tokens = 0;
+  kv_cache_layer<Scalar>* cache = nullptr;
+  index_t n_past = 0;
+};
+
+/// Causal self-attention of the new tokens of several sequences at once (continuous batching):
+/// the projections run once over all R rows — one pass over the weights — and the rotation, the
+/// cache and the attention core per sequence. Every step is row by row or per sequence, so a
+/// sequence's rows come out bit-identical whatever it is batched with.
+/// x: [R x C] (already normed), out: [R x C]; `rope`: cos/sin of each row's own position (rows
+/// [0, R)), or nullptr for learned positions (GPT-2). An observer needs a single segment.
+template <class Scalar>
+void batched_self_attention_forward(matrix_cref<Scalar> x, const attention_weights<Scalar>& w,
+                                    const attention_config& config,
+                                    attention_scratch<Scalar>& scratch, matrix_ref<Scalar> out,
+                                    const std::vector<attention_segment<Scalar>>& segments,
+                                    const rope_tables<Scalar>* rope = nullptr,
+                                    const attention_observer<Scalar>& observe = nullptr) {
   config.validate("attention");
-  const index_t n_tokens = x.rows();
+  const index_t n_rows = x.rows();
   const index_t q_width = config.q_width(), kv_width = config.kv_width();
-  if (scratch.qkv.rows() < n_tokens || scratch.qkv.cols() != config.qkv_width() ||
-      scratch.heads.rows() < n_tokens || scratch.heads.cols() != q_width) {
+  if (scratch.qkv.rows() < n_rows || scratch.qkv.cols() != config.qkv_width() ||
+      scratch.heads.rows() < n_rows || scratch.heads.cols() != q_width) {
     throw shape_error(detail::concat("attention: scratch [", scratch.qkv.rows(), " x ",
-                                     scratch.qkv.cols(), "] does not fit ", n_tokens,
+                                     scratch.qkv.cols(), "] does not fit ", n_rows,
                                      " tokens of q|k|v width ", config.qkv_width()));
   }
-  auto qkv = scratch.qkv.topRows(n_tokens);
+  index_t covered = 0;
+  for (const auto& s : segments) {
+    if (s.first != covered || s.n_tokens <= 0) {
+      throw shape_error(detail::concat("attention: segment at row ", s.first, " of ", s.n_tokens,
+                                       " rows does not continue at row ", covered));
+    }
+    covered += s.n_tokens;
+    if (s.cache &&
+        (s.n_past < 0 || s.n_past + s.n_tokens > s.cache->keys.rows() ||
+         s.cache->keys.cols() != kv_width || s.cache->values.rows() != s.cache->keys.rows() ||
+         s.cache->values.cols() != kv_width)) {
+      throw shape_error(detail::concat("attention: ", s.n_past, " cached + ", s.n_tokens,
+                                       " new tokens do not fit a KV cache of [",
+                                       s.cache->keys.rows(), " x ", s.cache->keys.cols(), "]"));
+    }
+  }
+  if (covered != n_rows)
+    throw shape_error(
+        detail::concat("attention: segments cover ", covered, " of ", n_rows, " rows"));
+  if (observe && segments.size() != 1)
+    throw value_error("attention: an observer needs a single sequence");
+  auto qkv = scratch.qkv.topRows(n_rows);
   linear_forward<Scalar>(x, w.qkv, qkv);
   auto q = qkv.leftCols(q_width);
   auto k = qkv.middleCols(q_width, kv_width);
@@ -331,24 +362,68 @@ void causal_self_attention_forward(matrix_cref<Scalar> x, const attention_weight
     rope_apply_inplace<Scalar>(q, config.n_head, rope->cos, rope->sin);
     rope_apply_inplace<Scalar>(k, config.n_kv_head, rope->cos, rope->sin);
   }
-  auto heads = scratch.heads.topRows(n_tokens);
-  if (cache == nullptr) {
-    causal_attention_head_groups<Scalar>(q, k, v, config, 0, scratch.scores, heads, observe);
-  } else {
-    const index_t n_keys = n_past + n_tokens;
-    if (n_past < 0 || n_keys > cache->keys.rows() || cache->keys.cols() != kv_width ||
-        cache->values.rows() != cache->keys.rows() || cache->values.cols() != kv_width) {
-      throw shape_error(detail::concat("attention: ", n_past, " cached + ", n_tokens,
-                                       " new tokens do not fit a KV cache of [", cache->keys.rows(),
-                                       " x ", cache->keys.cols(), "]"));
+  auto heads = scratch.heads.topRows(n_rows);
+  // Each sequence's queries against its own keys: the cached ones and its new rows.
+  struct view {
+    index_t first, n_tokens, n_past;
+    matrix_cref<Scalar> keys, values;
+  };
+  std::vector<view> views;
+  views.reserve(segments.size());
+  for (const auto& s : segments) {
+    if (s.cache) {
+      s.cache->keys.middleRows(s.n_past, s.n_tokens) = k.middleRows(s.first, s.n_tokens);
+      s.cache->values.middleRows(s.n_past, s.n_tokens) = v.middleRows(s.first, s.n_tokens);
+      const index_t n_keys = s.n_past + s.n_tokens;
+      views.push_back({s.first, s.n_tokens, s.n_past, s.cache->keys.topRows(n_keys),
+                       s.cache->values.topRows(n_keys)});
+    } else {
+      views.push_back({s.first, s.n_tokens, 0, k.middleRows(s.first, s.n_tokens),
+                       v.middleRows(s.first, s.n_tokens)});
     }
-    cache->keys.middleRows(n_past, n_tokens) = k;
-    cache->values.middleRows(n_past, n_tokens) = v;
-    causal_attention_head_groups<Scalar>(q, cache->keys.topRows(n_keys),
-                                         cache->values.topRows(n_keys), config, n_past,
-                                         scratch.scores, heads, observe);
+  }
+  if (views.size() == 1) {
+    const view& s = views.front();
+    causal_attention_head_groups<Scalar>(q, s.keys, s.values, config, s.n_past, scratch.scores,
+                                         heads, observe);
+  } else {
+    // Groups of heads in parallel, each walking every sequence: a head's result depends only on
+    // its own sequence, so any grouping gives the same bits.
+    if (scratch.scores.empty()) throw shape_error("attention: no scores buffer");
+    for (const view& s : views) {
+      detail::check_attention_core(config, s.n_tokens, q_width, s.keys.rows(), s.keys.cols(),
+                                   s.values.rows(), s.values.cols(), s.n_past, s.n_tokens, q_width);
+    }
+    const index_t n_groups = std::min<index_t>(config.n_head, index_t(scratch.scores.size()));
+    parallel_for(n_groups, [&](index_t g) {
+      for (const view& s : views) {
+        detail::attention_head_range<Scalar>(
+            q.middleRows(s.first, s.n_tokens), s.keys, s.values, config, s.n_past,
+            g * config.n_head / n_groups, (g + 1) * config.n_head / n_groups,
+            scratch.scores[std::size_t(g)], heads.middleRows(s.first, s.n_tokens), nullptr);
+      }
+    });
   }
   linear_forward<Scalar>(heads, w.proj, out);
+}
+
+/// Causal self-attention of T new tokens of one sequence.
+/// x: [T x C] (already normed), out: [T x C], scratch sized for at least T tokens of `config`.
+/// `rope`: cos/sin of the T new positions (rows [0, T)), or nullptr for models whose positions
+/// are learned embeddings (GPT-2). Without a cache the tokens are the whole sequence. With
+/// `cache`, the tokens sit at positions [n_past, n_past + T): their keys and values are appended
+/// to the cache rows, and each query attends to the cached keys as well — the work is
+/// proportional to the keys, not a re-run of the prefix. (A batch of one sequence.)
+template <class Scalar>
+void causal_self_attention_forward(matrix_cref<Scalar> x, const attention_weights<Scalar>& w,
+                                   const attention_config& config,
+                                   attention_scratch<Scalar>& scratch, matrix_ref<Scalar> out,
+                                   const attention_observer<Scalar>& observe = nullptr,
+                                   kv_cache_layer<Scalar>* cache = nullptr, index_t n_past = 0,
+                                   const rope_tables<Scalar>* rope = nullptr) {
+  batched_self_attention_forward<Scalar>(x, w, config, scratch, out,
+                                         {attention_segment<Scalar>{0, x.rows(), cache, n_past}},
+                                         rope, observe);
 }
 
 /// Multi-head attention with learned positions (GPT-2): H heads of C / H over x's C channels.

@@ -72,15 +72,15 @@ void norm_forward(norm_kind kind, matrix_cref<Scalar> x, const layer_norm_weight
   }
 }
 
-/// x: [T x C], updated in place (the residual stream). `rope` (rotary models: cos/sin of the T
-/// positions), `observe`, `cache` and `n_past` are passed to the attention (see
-/// causal_self_attention_forward).
+/// x: [R x C], the new rows of several sequences (`segments`, see
+/// batched_self_attention_forward), updated in place (the residual stream). The norms and the
+/// MLP are row by row; only the attention looks at a sequence as a whole.
 template <class Scalar>
 void block_forward(matrix_ref<Scalar> x, const block_weights<Scalar>& w, const block_config& config,
                    block_scratch<Scalar>& scratch,
-                   const attention_observer<Scalar>& observe = nullptr,
-                   kv_cache_layer<Scalar>* cache = nullptr, index_t n_past = 0,
-                   const rope_tables<Scalar>* rope = nullptr) {
+                   const std::vector<attention_segment<Scalar>>& segments,
+                   const rope_tables<Scalar>* rope = nullptr,
+                   const attention_observer<Scalar>& observe = nullptr) {
   const index_t n_tokens = x.rows();
   if (scratch.normed.rows() < n_tokens || scratch.normed.cols() != x.cols()) {
     throw shape_error(detail::concat("block_forward: scratch sized for ", scratch.normed.rows(),
@@ -92,8 +92,8 @@ void block_forward(matrix_ref<Scalar> x, const block_weights<Scalar>& w, const b
   const auto eps = Scalar(config.norm_eps);
 
   norm_forward<Scalar>(config.norm, x, w.ln_1, eps, normed);
-  causal_self_attention_forward<Scalar>(normed, w.attn, config.attention, scratch.attention,
-                                        sublayer, observe, cache, n_past, rope);
+  batched_self_attention_forward<Scalar>(normed, w.attn, config.attention, scratch.attention,
+                                         sublayer, segments, rope, observe);
   x += sublayer;
 
   norm_forward<Scalar>(config.norm, x, w.ln_2, eps, normed);
@@ -103,6 +103,19 @@ void block_forward(matrix_ref<Scalar> x, const block_weights<Scalar>& w, const b
     mlp_forward<Scalar>(normed, w.mlp, scratch.hidden, sublayer);
   }
   x += sublayer;
+}
+
+/// x: [T x C] of one sequence, updated in place (the residual stream). `rope` (rotary models:
+/// cos/sin of the T positions), `observe`, `cache` and `n_past` are passed to the attention (see
+/// causal_self_attention_forward).
+template <class Scalar>
+void block_forward(matrix_ref<Scalar> x, const block_weights<Scalar>& w, const block_config& config,
+                   block_scratch<Scalar>& scratch,
+                   const attention_observer<Scalar>& observe = nullptr,
+                   kv_cache_layer<Scalar>* cache = nullptr, index_t n_past = 0,
+                   const rope_tables<Scalar>* rope = nullptr) {
+  block_forward<Scalar>(x, w, config, scratch,
+                        {attention_segment<Scalar>{0, x.rows(), cache, n_past}}, rope, observe);
 }
 
 /// GPT-2's block: LayerNorm, multi-head attention with n_head heads, GELU MLP.

@@ -97,22 +97,25 @@ struct rope_tables {
         sin(max_tokens, head_dim / 2) {}
 };
 
-/// Fills the first n_tokens rows of `tables` for positions [first_position, + n_tokens).
+/// Fills rows [first_row, first_row + n_tokens) of `tables` for positions [first_position,
+/// + n_tokens) (a batch puts each sequence's positions on its own rows).
 template <class Scalar>
-void rope_fill_tables(index_t first_position, index_t n_tokens, rope_tables<Scalar>& tables) {
+void rope_fill_tables(index_t first_position, index_t n_tokens, rope_tables<Scalar>& tables,
+                      index_t first_row = 0) {
   const auto half = static_cast<index_t>(tables.inv_freq.size());
-  if (n_tokens > tables.cos.rows() || tables.cos.cols() != half || tables.sin.cols() != half ||
-      tables.sin.rows() != tables.cos.rows() || first_position < 0) {
+  if (first_row < 0 || first_row + n_tokens > tables.cos.rows() || tables.cos.cols() != half ||
+      tables.sin.cols() != half || tables.sin.rows() != tables.cos.rows() || first_position < 0) {
     throw shape_error(detail::concat("rope: tables [", tables.cos.rows(), " x ", tables.cos.cols(),
                                      "] cannot hold ", n_tokens, " positions of ", half,
-                                     " frequencies from position ", first_position));
+                                     " frequencies from position ", first_position, " at row ",
+                                     first_row));
   }
   for (index_t t = 0; t < n_tokens; ++t) {
     const double position = double(first_position + t);
     for (index_t j = 0; j < half; ++j) {
       const double angle = position * tables.inv_freq[std::size_t(j)];
-      tables.cos(t, j) = Scalar(std::cos(angle));
-      tables.sin(t, j) = Scalar(std::sin(angle));
+      tables.cos(first_row + t, j) = Scalar(std::cos(angle));
+      tables.sin(first_row + t, j) = Scalar(std::sin(angle));
     }
   }
 }

@@ -55,17 +55,22 @@ template <class Scalar>
 using model_attention_observer =
     std::function<void(index_t layer, index_t head, matrix_cref<Scalar> weights)>;
 
+namespace detail {}  // namespace detail
+
+/// One sequence's part of a batched forward pass: its new tokens, and the cache holding the
+/// tokens before them (which the pass appends to).
+template <class Scalar>
+struct batch_sequence {
+  const std::vector<token_id>* tokens = nullptr;
+  basic_kv_cache<Scalar>* cache = nullptr;
+};
+
 namespace detail {
 
-/// Embedding + every block + ln_f for `tokens` at positions [n_past, n_past + T), where n_past
-/// is what `cache` holds (0 without a cache). Returns ln_f(x): [T x C], a view into `acts`.
+/// Checks that `tokens` can continue `cache` (or be a whole sequence without one).
 template <class Scalar>
-matrix_cref<Scalar> run_decoder(const model_config& config,
-                                const basic_model_weights<Scalar>& weights,
-                                const std::vector<token_id>& tokens,
-                                basic_activations<Scalar>& acts, basic_kv_cache<Scalar>* cache,
-                                const model_attention_observer<Scalar>& observe) {
-  const auto n_tokens = static_cast<index_t>(tokens.size());
+void check_continuation(const model_config& config, index_t n_tokens,
+                        const basic_kv_cache<Scalar>* cache, index_t max_tokens) {
   const index_t n_past = cache ? cache->n_past : 0;
   if (cache && n_tokens > 0 && n_past + n_tokens > config.n_ctx) {
     throw shape_error(concat("forward: ", n_past, " cached + ", n_tokens,
@@ -73,7 +78,7 @@ matrix_cref<Scalar> run_decoder(const model_config& config,
                              n_past + n_tokens - config.n_ctx,
                              " (reset() or truncate() the cache)"));
   }
-  check_sequence_length(n_tokens, config.n_ctx, acts.max_tokens);
+  check_sequence_length(n_tokens, config.n_ctx, max_tokens);
   if (cache && (static_cast<index_t>(cache->layers.size()) != config.n_layer ||
                 cache->layers.front().keys.cols() != config.kv_width())) {
     throw shape_error(
@@ -87,31 +92,64 @@ matrix_cref<Scalar> run_decoder(const model_config& config,
                              " by ", n_past + n_tokens - cache->capacity(),
                              " (reset() or truncate() the cache)"));
   }
+}
+
+/// Embedding + every block + ln_f for the new tokens of each sequence, their rows one after
+/// another: sequence i's tokens sit at positions [n_past_i, n_past_i + T_i), where n_past_i is
+/// what its cache holds (0 without a cache). Returns ln_f(x): [sum T_i x C], a view into
+/// `acts`. Each row's arithmetic depends only on its own sequence.
+template <class Scalar>
+matrix_cref<Scalar> run_decoder(const model_config& config,
+                                const basic_model_weights<Scalar>& weights,
+                                const std::vector<batch_sequence<Scalar>>& sequences,
+                                basic_activations<Scalar>& acts,
+                                const model_attention_observer<Scalar>& observe) {
+  if (sequences.empty()) throw shape_error("forward: no sequences");
+  index_t n_rows = 0;
+  for (const auto& s : sequences) {
+    if (!s.tokens) throw shape_error("forward: a sequence without tokens");
+    const auto n = static_cast<index_t>(s.tokens->size());
+    check_continuation(config, n, s.cache, acts.max_tokens);
+    n_rows += n;
+  }
+  if (n_rows > acts.max_tokens) {
+    throw shape_error(concat("forward: ", n_rows, " tokens of ", sequences.size(),
+                             " sequences exceed the ", acts.max_tokens,
+                             " the activations were sized for by ", n_rows - acts.max_tokens));
+  }
   const bool rotary = config.positions == position_kind::rotary;
-  auto x = acts.residual.topRows(n_tokens);
+  auto x = acts.residual.topRows(n_rows);
   // A tied model whose head was compressed reads its embedding rows from the head.
   const bool compressed_tied = weights.wte.size() == 0 && weights.is_compressed();
-  if constexpr (std::is_same_v<Scalar, float>) {
-    const auto embed = [&](const auto& head) {
-      if (rotary) {
-        token_embedding_forward(tokens, head, x);
-      } else {
-        embedding_forward(tokens, head, weights.wpe, n_past, x);
-      }
-    };
-    if (compressed_tied && weights.is_packed()) embed(weights.output_packed);
-    if (compressed_tied && weights.is_quantized()) embed(weights.output_quantized);
+  std::vector<attention_segment<Scalar>> segments(sequences.size());
+  index_t row = 0;
+  for (std::size_t i = 0; i < sequences.size(); ++i) {
+    const std::vector<token_id>& tokens = *sequences[i].tokens;
+    const auto n_tokens = static_cast<index_t>(tokens.size());
+    const index_t n_past = sequences[i].cache ? sequences[i].cache->n_past : 0;
+    auto rows = x.middleRows(row, n_tokens);
+    if constexpr (std::is_same_v<Scalar, float>) {
+      const auto embed = [&](const auto& head) {
+        if (rotary) {
+          token_embedding_forward(tokens, head, rows);
+        } else {
+          embedding_forward(tokens, head, weights.wpe, n_past, rows);
+        }
+      };
+      if (compressed_tied && weights.is_packed()) embed(weights.output_packed);
+      if (compressed_tied && weights.is_quantized()) embed(weights.output_quantized);
+    }
+    if (!compressed_tied && rotary) {
+      token_embedding_forward<Scalar>(tokens, weights.wte, rows);
+    } else if (!compressed_tied) {
+      embedding_forward<Scalar>(tokens, weights.wte, weights.wpe, n_past, rows);
+    }
+    // cos/sin of each row's own position, shared by every layer
+    if (rotary) rope_fill_tables<Scalar>(n_past, n_tokens, acts.rope, row);
+    segments[i] = {row, n_tokens, nullptr, n_past};
+    row += n_tokens;
   }
-  if (!compressed_tied && rotary) {
-    token_embedding_forward<Scalar>(tokens, weights.wte, x);
-  } else if (!compressed_tied) {
-    embedding_forward<Scalar>(tokens, weights.wte, weights.wpe, n_past, x);
-  }
-  const rope_tables<Scalar>* rope = nullptr;
-  if (rotary) {  // cos/sin of positions [n_past, n_past + T), shared by every layer
-    rope_fill_tables<Scalar>(n_past, n_tokens, acts.rope);
-    rope = &acts.rope;
-  }
+  const rope_tables<Scalar>* rope = rotary ? &acts.rope : nullptr;
   const block_config layer = block_config_of(config);
   for (std::size_t l = 0; l < weights.blocks.size(); ++l) {
     attention_observer<Scalar> observe_layer;
@@ -120,13 +158,27 @@ matrix_cref<Scalar> run_decoder(const model_config& config,
         observe(static_cast<index_t>(l), head, p);
       };
     }
-    block_forward<Scalar>(x, weights.blocks[l], layer, acts.block, observe_layer,
-                          cache ? &cache->layers[l] : nullptr, n_past, rope);
+    for (std::size_t i = 0; i < sequences.size(); ++i)
+      segments[i].cache = sequences[i].cache ? &sequences[i].cache->layers[l] : nullptr;
+    block_forward<Scalar>(x, weights.blocks[l], layer, acts.block, segments, rope, observe_layer);
   }
-  if (cache) cache->n_past += n_tokens;
-  auto normed = acts.final_normed.topRows(n_tokens);
+  for (const auto& s : sequences)
+    if (s.cache) s.cache->n_past += static_cast<index_t>(s.tokens->size());
+  auto normed = acts.final_normed.topRows(n_rows);
   norm_forward<Scalar>(config.norm, x, weights.ln_f, Scalar(config.layer_norm_epsilon), normed);
   return normed;
+}
+
+/// One sequence: `tokens` at positions [n_past, n_past + T), where n_past is what `cache` holds
+/// (0 without a cache). Returns ln_f(x): [T x C], a view into `acts`.
+template <class Scalar>
+matrix_cref<Scalar> run_decoder(const model_config& config,
+                                const basic_model_weights<Scalar>& weights,
+                                const std::vector<token_id>& tokens,
+                                basic_activations<Scalar>& acts, basic_kv_cache<Scalar>* cache,
+                                const model_attention_observer<Scalar>& observe) {
+  return run_decoder<Scalar>(config, weights, {batch_sequence<Scalar>{&tokens, cache}}, acts,
+                             observe);
 }
 
 /// logits = normed E^T for the requested rows; a view into `acts`.
@@ -190,6 +242,34 @@ matrix_cref<Scalar> forward(const model_config& config, const basic_model_weight
                             const model_attention_observer<Scalar>& observe = nullptr) {
   const auto normed = detail::run_decoder<Scalar>(config, weights, tokens, acts, &cache, observe);
   return detail::lm_head(config, weights, normed, acts, rows);
+}
+
+/// Continuous batching: the new tokens of several sequences (each continuing its own cache,
+/// which the pass appends to) in one pass over the weights. Returns the next-token logits of
+/// each sequence's last new token, [n x V] with row i for sequences[i]; a view into `acts`,
+/// which must be sized for all the new tokens together. A sequence's logits are bit-identical
+/// to running it alone (forward with its cache), whatever it is batched with.
+template <class Scalar>
+matrix_cref<Scalar> forward_batch(const model_config& config,
+                                  const basic_model_weights<Scalar>& weights,
+                                  const std::vector<batch_sequence<Scalar>>& sequences,
+                                  basic_activations<Scalar>& acts) {
+  for (const auto& s : sequences)
+    if (!s.cache) throw shape_error("forward_batch: every sequence needs its KV cache");
+  const auto normed = detail::run_decoder<Scalar>(config, weights, sequences, acts, nullptr);
+  // Each sequence's last row, gathered into the block scratch (free once the blocks are done).
+  const auto n = static_cast<index_t>(sequences.size());
+  if (acts.block.normed.rows() < n)
+    throw shape_error(
+        detail::concat("forward_batch: ", n, " sequences exceed the activations' rows"));
+  auto last = acts.block.normed.topRows(n);
+  index_t row = 0;
+  for (index_t i = 0; i < n; ++i) {
+    row += static_cast<index_t>(sequences[std::size_t(i)].tokens->size());
+    last.row(i) = normed.row(row - 1);
+  }
+  return detail::lm_head(config, weights, matrix_cref<Scalar>(last), acts,
+                         logits_for::all_positions);
 }
 
 /// Convenience overload for one-off calls: allocates activations for this sequence.
