@@ -91,10 +91,28 @@ void linear_forward(matrix_cref<Scalar> x, const linear_weights<Scalar>& w,
       throw value_error("linear_forward: bf16 or quantized weights need a float model");
     }
   }
-  if (x.rows() == 1) {
+#if defined(__AVX512F__)
+  constexpr bool one_order = std::is_same_v<Scalar, float>;  // the kernel's, for any row count
+#else
+  constexpr bool one_order = false;
+#endif
+  if (x.rows() == 1 && !one_order) {
     matvec_row_chunks<Scalar>(x, w.weight, bias, out);
     return;
   }
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<Scalar, float>) {
+    if (x.rows() == 1) {  // decoding: W streamed row by row, one block of columns per thread
+      const index_t n_cols = w.out_features(), threads = num_threads();
+      const index_t block = std::max<index_t>(64, (n_cols / threads + 15) / 16 * 16);
+      parallel_for((n_cols + block - 1) / block, [&](index_t b) {
+        detail::f32_one_row(x.data(), w.weight.data(), w.weight.outerStride(), x.cols(), out.data(),
+                            bias, b * block, std::min(block, n_cols - b * block));
+      });
+      return;
+    }
+  }
+#endif
   const index_t n_cols = w.out_features();
   const index_t n_blocks = (n_cols + linear_column_block - 1) / linear_column_block;
   parallel_for(n_blocks, [&](index_t block) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <type_traits>
 
 #include "eigenformer/core/error.hpp"
 #include "eigenformer/core/parallel.hpp"
@@ -26,6 +27,16 @@ void lm_head_forward(matrix_cref<Scalar> x, matrix_cref<Scalar> embedding,
   parallel_for(n_blocks, [&](index_t block) {
     const index_t first = block * linear_column_block;
     const index_t width = std::min(linear_column_block, vocab - first);
+    if constexpr (std::is_same_v<Scalar, float>) {
+      // E's rows are the columns of E^T, contiguous: the dot-product tiles of
+      // ops/quant_matmul.hpp sum each logit in one order (16 lanes along C, then pairwise)
+      // for any number of rows, so a row's logits do not depend on its batch.
+      if (embedding.outerStride() == embedding.cols()) {
+        detail::quant_tiles(x, embedding.data() + first * embedding.cols(), embedding.cols(), width,
+                            nullptr, logits, first);
+        return;
+      }
+    }
     logits.middleCols(first, width).noalias() = x * embedding.middleRows(first, width).transpose();
   });
 }

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -90,7 +91,9 @@ void f32_tile(const float* x, index_t ldx, const float* w, index_t ldw, index_t 
 template <int R>
 void f32_rows(const float* x, index_t ldx, const float* w, index_t ldw, index_t K, float* out,
               index_t ld_out, const float* bias, index_t first, index_t n_panels, bool accumulate) {
-  constexpr int P = R >= 8 ? 3 : 1;  // 8 rows x 3 panels = 24 independent accumulators
+  // 8 rows x 3 panels = 24 independent accumulators; one row (decoding) reads 8 panels — 512
+  // contiguous bytes of each row of W — per pass, so W streams.
+  constexpr int P = R >= 8 ? 3 : 8;
   index_t p = 0;
   const auto column = [&](index_t panel) { return first + panel * 16; };
   for (; p + P <= n_panels; p += P) {
@@ -132,6 +135,46 @@ inline void f32_packed_rows(const float* x, index_t ldx, index_t T, const float*
   for (; p + 3 <= n_panels; p += 3) panels(std::integral_constant<int, 3>{}, p);
   for (; p < n_panels; ++p) panels(std::integral_constant<int, 1>{}, p);
 }
+
+/// One row (decoding): out[first, first + width) = x W[:, first, + width) + bias with the
+/// tiles' arithmetic — per output one FMA chain over k in order, then + bias — but W read row
+/// by row: the running sums stay in L1 and each row's piece of W streams in order.
+inline void f32_one_row(const float* x, const float* w, index_t ldw, index_t K, float* out,
+                        const float* bias, index_t first, index_t width) {
+  float* acc = thread_buffer<float, buffer_use::partial_sums>(std::size_t(width));
+  std::fill(acc, acc + width, 0.0f);
+  const index_t vectors = width / 16;
+  index_t k = 0;
+  for (; k + 4 <= K; k += 4) {  // 4 rows per pass over the sums: the chain's next 4 links
+    const __m512 a0 = _mm512_set1_ps(x[k]), a1 = _mm512_set1_ps(x[k + 1]);
+    const __m512 a2 = _mm512_set1_ps(x[k + 2]), a3 = _mm512_set1_ps(x[k + 3]);
+    const float* r0 = w + k * ldw + first;
+    const float *r1 = r0 + ldw, *r2 = r1 + ldw, *r3 = r2 + ldw;
+    for (index_t v = 0; v < vectors; ++v) {
+      __m512 sum = _mm512_loadu_ps(acc + 16 * v);
+      sum = _mm512_fmadd_ps(a0, _mm512_loadu_ps(r0 + 16 * v), sum);
+      sum = _mm512_fmadd_ps(a1, _mm512_loadu_ps(r1 + 16 * v), sum);
+      sum = _mm512_fmadd_ps(a2, _mm512_loadu_ps(r2 + 16 * v), sum);
+      sum = _mm512_fmadd_ps(a3, _mm512_loadu_ps(r3 + 16 * v), sum);
+      _mm512_storeu_ps(acc + 16 * v, sum);
+    }
+    for (index_t j = 16 * vectors; j < width; ++j) {
+      float sum = acc[j];
+      for (index_t i = 0; i < 4; ++i) sum = std::fma(x[k + i], r0[i * ldw + j], sum);
+      acc[j] = sum;
+    }
+  }
+  for (; k < K; ++k) {
+    const __m512 a = _mm512_set1_ps(x[k]);
+    const float* row = w + k * ldw + first;
+    for (index_t v = 0; v < vectors; ++v) {
+      _mm512_storeu_ps(acc + 16 * v, _mm512_fmadd_ps(a, _mm512_loadu_ps(row + 16 * v),
+                                                     _mm512_loadu_ps(acc + 16 * v)));
+    }
+    for (index_t j = 16 * vectors; j < width; ++j) acc[j] = std::fma(x[k], row[j], acc[j]);
+  }
+  for (index_t j = 0; j < width; ++j) out[first + j] = acc[j] + (bias ? bias[first + j] : 0.0f);
+}
 #endif
 
 }  // namespace detail
@@ -145,10 +188,10 @@ void matmul_column_block(matrix_cref<Scalar> x, matrix_cref<Scalar> w, const Sca
                          bool accumulate = false) {
   index_t done = 0;
 #if defined(__AVX512F__)
-  // Fewer than 8 rows (decoding) make a matrix-vector product bound by reading W, where Eigen's
-  // GEMV does as well as a kernel can.
+  // Every row count runs the same tiles, so each output is one FMA chain over k in order, then
+  // + bias, whatever rows it is computed with: a row's result does not depend on its batch.
   if constexpr (std::is_same_v<Scalar, float>) {
-    if (x.rows() >= 8) {
+    {
       const index_t n_panels = width / 16, K = x.cols();
       const index_t ldx = x.outerStride(), ldw = w.outerStride(), ld_out = out.outerStride();
       index_t t = 0;
@@ -166,10 +209,19 @@ void matmul_column_block(matrix_cref<Scalar> x, matrix_cref<Scalar> w, const Sca
                             ld_out, bias, first, n_panels, accumulate);
       }
       done = n_panels * 16;
+      // The last columns (fewer than 16): the same chain in scalar code.
+      for (index_t row = 0; row < x.rows(); ++row) {
+        for (index_t j = first + done; j < first + width; ++j) {
+          float acc = accumulate ? out(row, j) : 0.0f;
+          for (index_t k = 0; k < K; ++k) acc = std::fma(x(row, k), w(k, j), acc);
+          out(row, j) = acc + (bias ? bias[j] : 0.0f);
+        }
+      }
+      done = width;
     }
   }
 #endif
-  if (done < width) {  // the plain path: Eigen's GEMM (or the columns left over by the kernel)
+  if (done < width) {  // the plain path: Eigen's GEMM (double, or without AVX-512)
     auto out_block = out.middleCols(first + done, width - done);
     if (accumulate) {
       out_block.noalias() += x * w.middleCols(first + done, width - done);
