@@ -345,6 +345,12 @@ TEST(Decoder, BatchedSequencesAreBitIdenticalToEachAlone) {
     auto q = models.back();
     ef::quantize_weights(q.weights, ef::quant_type::q8_0, ef::quant_type::q8_0);
     models.push_back(q);
+    for (const auto compute :
+         {ef::bf16_compute::float_activations, ef::bf16_compute::bf16_activations}) {
+      auto b = models[2];
+      ef::pack_weights_bf16(b.weights, compute);
+      models.push_back(b);
+    }
   }
   const int saved_threads = ef::num_threads();
   for (const auto& m : models) {

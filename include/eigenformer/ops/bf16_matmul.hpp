@@ -177,9 +177,9 @@ inline constexpr index_t bf16_prefetch_lines = 16;
 template <int R, int P>
 void bf16_tile_float_x(const float* x, index_t ldx, const packed_bf16_matrix& w, index_t panel0,
                        float* tile) {
-  // One row (decoding) keeps rows 2kk and 2kk+1 in separate accumulators for more independent
-  // FMA chains; 8 rows have enough chains and need the registers.
-  constexpr int S = R == 1 ? 2 : 1;
+  // One FMA chain per output over k in order, for any number of rows: a row's result does not
+  // depend on the rows computed beside it (batched decoding relies on it).
+  constexpr int S = 1;
   __m512 acc[S][R][P];
   for (int s = 0; s < S; ++s) {
     for (int r = 0; r < R; ++r) {
