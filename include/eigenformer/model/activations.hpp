@@ -27,13 +27,33 @@ struct basic_activations {
 
   basic_activations() = default;
   basic_activations(const model_config& config, index_t max_tokens_,
-                    logits_for rows = logits_for::all_positions)
-      : max_tokens(max_tokens_) {
+                    logits_for rows = logits_for::all_positions) {
     config.validate();
-    if (max_tokens <= 0 || max_tokens > config.n_ctx) {
-      throw shape_error(detail::concat("activations: max_tokens = ", max_tokens,
+    if (max_tokens_ <= 0 || max_tokens_ > config.n_ctx) {
+      throw shape_error(detail::concat("activations: max_tokens = ", max_tokens_,
                                        " must be in [1, n_ctx = ", config.n_ctx, "]"));
     }
+    allocate(config, max_tokens_, rows == logits_for::all_positions ? max_tokens_ : 1);
+  }
+
+  /// For forward_batch: up to `max_rows` new tokens of up to `max_sequences` sequences per
+  /// pass (together they may exceed one sequence's context), and the logits of each
+  /// sequence's last token.
+  static basic_activations for_batch(const model_config& config, index_t max_rows,
+                                     index_t max_sequences) {
+    config.validate();
+    if (max_rows <= 0 || max_sequences <= 0 || max_sequences > max_rows) {
+      throw shape_error(detail::concat("activations: a batch of ", max_sequences, " sequences in ",
+                                       max_rows, " rows needs 1 <= sequences <= rows"));
+    }
+    basic_activations acts;
+    acts.allocate(config, max_rows, max_sequences);
+    return acts;
+  }
+
+ private:
+  void allocate(const model_config& config, index_t max_rows, index_t logit_rows) {
+    max_tokens = max_rows;
     residual.resize(max_tokens, config.n_embd);
     block = block_scratch<Scalar>(max_tokens, config.n_embd, block_config_of(config).attention,
                                   config.mlp_fc_width());
@@ -41,7 +61,7 @@ struct basic_activations {
       rope = rope_tables<Scalar>(max_tokens, config.rope, config.head_dim());
     }
     final_normed.resize(max_tokens, config.n_embd);
-    logits.resize(rows == logits_for::all_positions ? max_tokens : 1, config.vocab_size);
+    logits.resize(logit_rows, config.vocab_size);
   }
 };
 

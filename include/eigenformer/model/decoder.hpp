@@ -247,8 +247,9 @@ matrix_cref<Scalar> forward(const model_config& config, const basic_model_weight
 /// Continuous batching: the new tokens of several sequences (each continuing its own cache,
 /// which the pass appends to) in one pass over the weights. Returns the next-token logits of
 /// each sequence's last new token, [n x V] with row i for sequences[i]; a view into `acts`,
-/// which must be sized for all the new tokens together. A sequence's logits are bit-identical
-/// to running it alone (forward with its cache), whatever it is batched with.
+/// which must be sized for all the new tokens together (activations::for_batch). With float
+/// models where batch_invariant_kernels holds (AVX-512 builds), a sequence's logits are
+/// bit-identical to running it alone (forward with its cache), whatever it is batched with.
 template <class Scalar>
 matrix_cref<Scalar> forward_batch(const model_config& config,
                                   const basic_model_weights<Scalar>& weights,

@@ -24,6 +24,16 @@
 
 namespace eigenformer {
 
+/// Whether float models compute each row with arithmetic that does not depend on the other
+/// rows of the call (so a sequence's logits do not depend on its batch, see forward_batch):
+/// true where the AVX-512 kernels are built. The portable build uses Eigen's products, whose
+/// summation order depends on the row count.
+#if defined(__AVX512F__)
+inline constexpr bool batch_invariant_kernels = true;
+#else
+inline constexpr bool batch_invariant_kernels = false;
+#endif
+
 namespace detail {
 
 /// A per-thread buffer that only grows, so the hot path allocates only on its first call. `Use`

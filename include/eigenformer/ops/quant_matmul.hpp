@@ -79,15 +79,18 @@ using lane_sums = __m512;
 inline lane_sums zero_lanes() {
   return _mm512_setzero_ps();
 }
-/// acc[r][p] += lanes of x row r times column p over k in [0, len), 16 at a time.
+/// acc[r][p] += lanes of x row r times column p over k in [0, len), 16 at a time (a last
+/// partial 16 with its missing lanes read as zeros, which leave their sums unchanged).
 template <int R, int P>
 inline void dot_tile(const float* x, index_t ldx, const float* w, index_t ldw, index_t len,
                      lane_sums (&acc)[R][P]) {
   for (index_t k = 0; k < len; k += quant_lanes) {
+    const __mmask16 lanes =
+        len - k >= quant_lanes ? __mmask16(0xffff) : __mmask16((1u << (len - k)) - 1u);
     __m512 wv[P];
-    for (int p = 0; p < P; ++p) wv[p] = _mm512_loadu_ps(w + p * ldw + k);
+    for (int p = 0; p < P; ++p) wv[p] = _mm512_maskz_loadu_ps(lanes, w + p * ldw + k);
     for (int r = 0; r < R; ++r) {
-      const __m512 xv = _mm512_loadu_ps(x + r * ldx + k);
+      const __m512 xv = _mm512_maskz_loadu_ps(lanes, x + r * ldx + k);
       for (int p = 0; p < P; ++p) acc[r][p] = _mm512_fmadd_ps(xv, wv[p], acc[r][p]);
     }
   }
@@ -103,9 +106,10 @@ template <int R, int P>
 inline void dot_tile(const float* x, index_t ldx, const float* w, index_t ldw, index_t len,
                      lane_sums (&acc)[R][P]) {
   for (index_t k = 0; k < len; k += quant_lanes) {
+    const index_t lanes = std::min<index_t>(quant_lanes, len - k);
     for (int r = 0; r < R; ++r) {
       for (int p = 0; p < P; ++p) {
-        for (index_t l = 0; l < quant_lanes; ++l)
+        for (index_t l = 0; l < lanes; ++l)
           acc[r][p].v[l] += x[r * ldx + k + l] * w[p * ldw + k + l];
       }
     }
