@@ -56,7 +56,7 @@ struct generation_request {
   std::vector<token_id> stop_tokens;  // generating one ends the sequence (it is not emitted)
 };
 
-enum class finish_reason { none, stop, length, cancelled };
+enum class finish_reason { none, stop, length, cancelled, failed };
 
 inline const char* to_string(finish_reason r) {
   switch (r) {
@@ -66,6 +66,8 @@ inline const char* to_string(finish_reason r) {
       return "length";
     case finish_reason::cancelled:
       return "cancelled";
+    case finish_reason::failed:
+      return "failed";
     case finish_reason::none:
       break;
   }
@@ -116,17 +118,43 @@ class continuous_batcher {
            std::size_t(model_.config.kv_width()) * sizeof(float);
   }
 
-  /// Queues a request; it starts at a later step(). Throws value_error for a malformed request,
-  /// capacity_error for one that can never fit, busy_error when the queue is full.
-  sequence_id submit(generation_request request) {
-    validate(request);
-    const index_t positions = positions_of(request);
+  /// Throws value_error for a malformed request, capacity_error for one that can never run
+  /// here (longer than the context, or a cache larger than the whole budget). Reads only the
+  /// model and the options: safe to call from any thread.
+  void check(const generation_request& r) const {
+    const auto& c = model_.config;
+    if (r.prompt.empty()) throw value_error("batcher: the prompt is empty");
+    for (const token_id t : r.prompt) {
+      if (t < 0 || t >= c.vocab_size) {
+        throw value_error(
+            detail::concat("batcher: token id ", t, " is outside [0, ", c.vocab_size, ")"));
+      }
+    }
+    if (r.max_tokens < 1) {
+      throw value_error(detail::concat("batcher: max_tokens ", r.max_tokens, " must be >= 1"));
+    }
+    r.sampling.validate();
+    const index_t positions = positions_of(r);
+    if (positions > c.n_ctx) {
+      throw capacity_error(detail::concat("batcher: a ", r.prompt.size(),
+                                          "-token prompt plus max_tokens ", r.max_tokens,
+                                          " exceeds the context of ", c.n_ctx));
+    }
     if (cache_bytes(positions) > options_.kv_budget_bytes) {
       throw capacity_error(detail::concat(
-          "batcher: a ", request.prompt.size(), "-token prompt with max_tokens ",
-          request.max_tokens, " needs ", cache_bytes(positions),
-          " bytes of KV cache, more than the ", options_.kv_budget_bytes, "-byte budget"));
+          "batcher: a ", r.prompt.size(), "-token prompt with max_tokens ", r.max_tokens, " needs ",
+          cache_bytes(positions), " bytes of KV cache, more than the ", options_.kv_budget_bytes,
+          "-byte budget"));
     }
+  }
+
+  /// Requests that may be running or waiting at once; beyond them submit() is refused.
+  index_t capacity() const { return options_.max_sequences + options_.max_queue; }
+
+  /// Queues a request; it starts at a later step(). Throws as check() does, and busy_error
+  /// when the queue is full.
+  sequence_id submit(generation_request request) {
+    check(request);
     // Waiting room: the free slots (filled at the next step) plus the queue.
     const index_t free_slots = std::max<index_t>(0, options_.max_sequences - running());
     if (queued() >= free_slots + options_.max_queue) {
@@ -146,6 +174,13 @@ class continuous_batcher {
       if (s->id == id) s->cancelled = true;
     for (auto& s : queue_)
       if (s->id == id) s->cancelled = true;
+  }
+
+  /// Drops every running and queued sequence (no events) and frees their caches.
+  void clear() {
+    running_.clear();
+    queue_.clear();
+    kv_in_use_ = 0;
   }
 
   bool idle() const { return running_.empty() && queue_.empty(); }
@@ -213,26 +248,6 @@ class continuous_batcher {
 
   index_t positions_of(const generation_request& r) const {
     return index_t(r.prompt.size()) + r.max_tokens;
-  }
-
-  void validate(const generation_request& r) const {
-    const auto& c = model_.config;
-    if (r.prompt.empty()) throw value_error("batcher: the prompt is empty");
-    for (const token_id t : r.prompt) {
-      if (t < 0 || t >= c.vocab_size) {
-        throw value_error(
-            detail::concat("batcher: token id ", t, " is outside [0, ", c.vocab_size, ")"));
-      }
-    }
-    if (r.max_tokens < 1) {
-      throw value_error(detail::concat("batcher: max_tokens ", r.max_tokens, " must be >= 1"));
-    }
-    if (positions_of(r) > c.n_ctx) {
-      throw capacity_error(detail::concat("batcher: a ", r.prompt.size(),
-                                          "-token prompt plus max_tokens ", r.max_tokens,
-                                          " exceeds the context of ", c.n_ctx));
-    }
-    r.sampling.validate();
   }
 
   void retire_cancelled(std::vector<sequence_event>& events) {
