@@ -17,5 +17,6 @@ void add_bench_command(CLI::App& app);                         // commands/bench
 void add_quantize_command(CLI::App& app);                      // commands/quantize.cpp
 void add_perplexity_command(CLI::App& app);                    // commands/perplexity.cpp
 void add_template_command(CLI::App& app);                      // commands/template.cpp
+void add_serve_command(CLI::App& app);  // commands/serve.cpp (with cpp-httplib only)
 
 }  // namespace eigenformer_cli

@@ -33,6 +33,9 @@ int main(int argc, char** argv) {
   eigenformer_cli::add_quantize_command(app);
   eigenformer_cli::add_perplexity_command(app);
   eigenformer_cli::add_template_command(app);
+#ifdef EIGENFORMER_HAVE_HTTP
+  eigenformer_cli::add_serve_command(app);
+#endif
 
   const auto one_line = [](std::string message) {
     std::replace(message.begin(), message.end(), '\n', ' ');
