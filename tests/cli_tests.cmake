@@ -6,3 +6,11 @@ if(NOT EIGENFORMER_PYTHON)
 endif()
 add_test(NAME cli COMMAND ${EIGENFORMER_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_cli.py
                           $<TARGET_FILE:eigenformer_cli> ${CMAKE_CURRENT_SOURCE_DIR}/fixtures)
+
+# `eigenformer serve` over HTTP on 127.0.0.1 (built with cpp-httplib only): Python's own HTTP
+# client, 32 concurrent clients, faults, memory, signals.
+if(HTTPLIB_FOUND)
+  add_test(NAME server COMMAND ${EIGENFORMER_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_server.py
+                               $<TARGET_FILE:eigenformer_cli> ${CMAKE_CURRENT_SOURCE_DIR}/npm/node_modules)
+  set_tests_properties(server PROPERTIES TIMEOUT 600)
+endif()

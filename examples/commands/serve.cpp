@@ -8,6 +8,7 @@
 // cancels its sequence. SIGINT/SIGTERM: stop accepting, finish what runs, exit 0.
 #include <signal.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -64,6 +65,7 @@ struct generation {
   std::vector<ef::token_id> prompt;
   std::shared_ptr<event_channel> channel = std::make_shared<event_channel>();
   std::unique_ptr<ef::text_stream> text;
+  ef::index_t text_vocab = 0;  // the tokenizer's ids
   api::stop_text stops{{}};
   ef::generation_engine::request_id id = 0;
   api::usage_counts usage;
@@ -79,7 +81,8 @@ struct generation {
     std::string out;
     if (e.token >= 0) {
       ++usage.completion_tokens;
-      out = stops.push(text->push(e.token));
+      // A model's vocabulary may be padded past its tokenizer's (Qwen's): such ids have no text.
+      if (e.token < text_vocab) out = stops.push(text->push(e.token));
       if (stops.stopped) {
         engine.cancel(id);
         finish_reason = "stop";
@@ -153,8 +156,17 @@ class server {
                                               : "the request could not be read"));
     });
     http.set_exception_handler(
-        [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-          send_error(res, api::api_error(500, "server_error", "internal error"));
+        [](const httplib::Request& req, httplib::Response& res, std::exception_ptr error) {
+          std::string what = "unknown";
+          try {
+            std::rethrow_exception(error);
+          } catch (const std::exception& e) {
+            what = e.what();
+          } catch (...) {
+          }
+          std::fprintf(stderr, "eigenformer: %s %s failed: %s\n", req.method.c_str(),
+                       req.path.c_str(), what.c_str());
+          send_error(res, api::api_error(500, "server_error", "internal error: " + what));
         });
     http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
       send_json(res, 200, {{"status", "ok"}, {"in_flight", engine_->in_flight()}});
@@ -176,21 +188,25 @@ class server {
 
     if (!http.bind_to_port(opt_.host, opt_.port))
       throw usage_error(ef::detail::concat("cannot listen on ", opt_.host, ":", opt_.port));
-    // SIGINT/SIGTERM are blocked in every thread and taken here: stop listening, let the
-    // running requests finish, then return.
-    std::thread signals([&http] {
+    // SIGINT/SIGTERM are blocked in every thread and taken here: new requests get 503, the
+    // running and queued ones finish and their responses are written, then the server stops.
+    // (httplib's stop() would cut streams short, so it comes last.)
+    std::thread signals([this, &http] {
       sigset_t set;
       sigemptyset(&set);
       sigaddset(&set, SIGINT);
       sigaddset(&set, SIGTERM);
       int signal = 0;
       sigwait(&set, &signal);
+      engine_->shutdown(true);
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+      while (responding_.load() > 0 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
       http.stop();
     });
     std::fprintf(stderr, "eigenformer: serving %s on http://%s:%d (%lld parallel)\n", name_.c_str(),
                  opt_.host.c_str(), opt_.port, opt_.parallel);
     http.listen_after_bind();  // returns once stopped and every handler has finished
-    engine_->shutdown(true);
     signals.join();
     std::fprintf(stderr, "eigenformer: stopped\n");
   }
@@ -277,6 +293,7 @@ class server {
     const auto context_start = g->prompt.size() > 16 ? g->prompt.end() - 16 : g->prompt.begin();
     g->text = std::make_unique<ef::text_stream>(
         *tokenizer_, std::vector<ef::token_id>(context_start, g->prompt.end()));
+    g->text_vocab = tokenizer_->vocab_size();
     g->stops = api::stop_text(r.stop);
     g->created = std::int64_t(std::time(nullptr));
     {
@@ -301,7 +318,15 @@ class server {
     return g;
   }
 
+  // Counts a response being produced, from its handler's start to its last byte handed over.
+  struct responding {
+    explicit responding(std::atomic<int>& n) : count(n) { ++count; }
+    ~responding() { --count; }
+    std::atomic<int>& count;
+  };
+
   void handle(const httplib::Request& req, httplib::Response& res, bool chat) {
+    auto busy = std::make_shared<responding>(responding_);
     std::shared_ptr<generation> g;
     try {
       g = start(req, chat);
@@ -360,7 +385,7 @@ class server {
           sink.done();
           return true;
         },
-        [g, engine](bool success) {
+        [g, engine, busy](bool success) {
           if (!success || g->finish_reason.empty()) engine->cancel(g->id);  // client went away
         });
   }
@@ -372,6 +397,7 @@ class server {
   std::unique_ptr<ef::generation_engine> engine_;
   std::string name_;
   std::int64_t started_ = std::int64_t(std::time(nullptr));
+  std::atomic<int> responding_{0};
   std::mutex counter_mutex_;
   std::uint64_t counter_ = 0;
 };
