@@ -14,9 +14,11 @@ void add_attention_command(CLI::App& app);                     // commands/atten
 void add_init_command(CLI::App& app);                          // commands/init.cpp
 void add_train_command(CLI::App& app, int argc, char** argv);  // commands/train.cpp
 void add_bench_command(CLI::App& app);                         // commands/bench.cpp
+void add_bench_parallel_command(CLI::App& app);                // commands/bench_parallel.cpp
 void add_quantize_command(CLI::App& app);                      // commands/quantize.cpp
 void add_perplexity_command(CLI::App& app);                    // commands/perplexity.cpp
 void add_template_command(CLI::App& app);                      // commands/template.cpp
+void add_chat_command(CLI::App& app);                          // commands/chat.cpp
 void add_serve_command(CLI::App& app);  // commands/serve.cpp (with cpp-httplib only)
 
 }  // namespace eigenformer_cli

@@ -30,9 +30,11 @@ int main(int argc, char** argv) {
   eigenformer_cli::add_init_command(app);
   eigenformer_cli::add_train_command(app, argc, argv);
   eigenformer_cli::add_bench_command(app);
+  eigenformer_cli::add_bench_parallel_command(app);
   eigenformer_cli::add_quantize_command(app);
   eigenformer_cli::add_perplexity_command(app);
   eigenformer_cli::add_template_command(app);
+  eigenformer_cli::add_chat_command(app);
 #ifdef EIGENFORMER_HAVE_HTTP
   eigenformer_cli::add_serve_command(app);
 #endif

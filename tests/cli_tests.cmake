@@ -13,4 +13,7 @@ if(HTTPLIB_FOUND)
   add_test(NAME server COMMAND ${EIGENFORMER_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_server.py
                                $<TARGET_FILE:eigenformer_cli> ${CMAKE_CURRENT_SOURCE_DIR}/npm/node_modules)
   set_tests_properties(server PROPERTIES TIMEOUT 600)
+  if(EIGENFORMER_SANITIZE)
+    set_tests_properties(server PROPERTIES ENVIRONMENT EIGENFORMER_SANITIZED=1)
+  endif()
 endif()

@@ -1,12 +1,14 @@
 // eigenformer generate --model DIR (--prompt TEXT | --tokens IDS) [-n 64] [--dtype
 // f32|bf16|bf16mix]
 //                      [--temperature T] [--top-k K] [--top-p P] [--repeat-penalty R]
-//                      [--seed S] [--ids] [--ignore-eos]
+//                      [--seed S] [--ids] [--ignore-eos] [--chat [--system TEXT]]
 // The prompt is encoded with the tokenizer's special tokens (BOS once, even if the text starts
 // with it). Prefills the prompt in one call, then samples one token per step through the KV cache;
 // stops after -n tokens or at the model's end-of-sequence id(s) (config.json /
 // generation_config.json).
 #include <random>
+
+#include <eigenformer/serving/model_chat_template.hpp>
 
 #include "../cli_common.hpp"
 #include "../commands.hpp"
@@ -18,7 +20,8 @@ struct generate_options {
   prompt_options prompt;
   long long n_tokens = 64;
   ef::sampling_params sampling;
-  bool seed_given = false, ids_only = false, ignore_eos = false;
+  bool seed_given = false, ids_only = false, ignore_eos = false, chat = false;
+  std::string system;
   std::string dtype = "f32";
 };
 
@@ -27,6 +30,15 @@ void run_generate(generate_options opt) {
   if (opt.prompt.prompt.empty() && opt.prompt.tokens.empty())
     throw usage_error("the prompt is empty");
   check_model_dir(opt.prompt.model_dir);
+  if (opt.chat) {  // the prompt is the user's message, in the model's chat template
+    if (opt.prompt.prompt.empty()) throw usage_error("--chat needs --prompt (the user's message)");
+    nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+    if (!opt.system.empty()) messages.push_back({{"role", "system"}, {"content", opt.system}});
+    messages.push_back({{"role", "user"}, {"content", opt.prompt.prompt}});
+    opt.prompt.prompt = ef::load_model_chat_template(opt.prompt.model_dir).render(messages, true);
+  } else if (!opt.system.empty()) {
+    throw usage_error("--system needs --chat");
+  }
   const auto config = ef::read_model_config(opt.prompt.model_dir);
   std::unique_ptr<ef::text_tokenizer> tokenizer;
   const auto prompt = prompt_ids(opt.prompt, config, tokenizer, !opt.ids_only);
@@ -57,7 +69,7 @@ void run_generate(generate_options opt) {
   if (tokenizer) stream = std::make_unique<ef::text_stream>(*tokenizer, prompt);
   const auto& eos = model.config.eos_token_ids;
 
-  if (!opt.ids_only) {
+  if (!opt.ids_only && !opt.chat) {  // (a chat prints the reply only)
     std::fwrite(opt.prompt.prompt.data(), 1, opt.prompt.prompt.size(), stdout);
     std::fflush(stdout);
   }
@@ -117,6 +129,9 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--repeat-penalty", opt->sampling.repetition_penalty, "> 1 discourages repeats");
   cmd->add_option("--seed", opt->sampling.seed, "random seed (default: random)")
       ->each([opt](const std::string&) { opt->seed_given = true; });
+  cmd->add_flag("--chat", opt->chat,
+                "the prompt is a user message: apply the model's chat template, print the reply");
+  cmd->add_option("--system", opt->system, "a system message first (with --chat)");
   cmd->add_flag("--ids", opt->ids_only, "print generated token ids instead of text");
   cmd->add_flag("--ignore-eos", opt->ignore_eos,
                 "keep going past the model's end-of-sequence token(s)");

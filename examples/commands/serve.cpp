@@ -169,7 +169,10 @@ class server {
           send_error(res, api::api_error(500, "server_error", "internal error: " + what));
         });
     http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
-      send_json(res, 200, {{"status", "ok"}, {"in_flight", engine_->in_flight()}});
+      send_json(res, 200,
+                {{"status", "ok"},
+                 {"in_flight", engine_->in_flight()},
+                 {"batch_invariant", ef::batch_invariant_kernels}});
     });
     http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
       send_json(res, 200,
