@@ -146,6 +146,16 @@ inline void add_prompt_options(CLI::App* cmd, prompt_options& p) {
                   "(default: the model directory)");
 }
 
+/// --temperature, --top-k, --top-p, --repeat-penalty and --seed (setting `seed_given`).
+inline void add_sampling_options(CLI::App* cmd, ef::sampling_params& sampling, bool& seed_given) {
+  cmd->add_option("--temperature", sampling.temperature, "0 = greedy (default 1)");
+  cmd->add_option("--top-k", sampling.top_k, "keep the k most likely tokens; 0 = all");
+  cmd->add_option("--top-p", sampling.top_p, "nucleus mass in (0, 1] (default 1)");
+  cmd->add_option("--repeat-penalty", sampling.repetition_penalty, "> 1 discourages repeats");
+  cmd->add_option("--seed", sampling.seed, "random seed (default: random)")
+      ->each([&seed_given](const std::string&) { seed_given = true; });
+}
+
 /// The tokenizer at `path` (a tokenizer.json file or a directory), as a usage error if missing.
 inline ef::text_tokenizer open_tokenizer(const std::string& path) {
   const fs::path p(path);

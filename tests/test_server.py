@@ -66,17 +66,23 @@ class Server:
 
     def get(self, path, headers=None):
         c = self.connection()
-        c.request("GET", path, headers=headers or {})
-        r = c.getresponse()
-        return r.status, json.loads(r.read())
+        try:
+            c.request("GET", path, headers=headers or {})
+            r = c.getresponse()
+            return r.status, json.loads(r.read())
+        finally:
+            c.close()
 
     def post(self, path, body, headers=None):
         c = self.connection()
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        c.request("POST", path, body=data, headers=dict({"Content-Type": "application/json"},
-                                                         **(headers or {})))
-        r = c.getresponse()
-        return r.status, json.loads(r.read())
+        try:
+            c.request("POST", path, body=data,
+                      headers=dict({"Content-Type": "application/json"}, **(headers or {})))
+            r = c.getresponse()
+            return r.status, json.loads(r.read())
+        finally:
+            c.close()
 
     def stream(self, path, body):
         """Returns the parsed `data:` events (the last being '[DONE]')."""
@@ -87,7 +93,9 @@ class Server:
         assert r.status == 200, r.read()
         assert r.getheader("Content-Type").startswith("text/event-stream")
         events = []
-        for line in r.read().decode().split("\n"):
+        body = r.read().decode()
+        c.close()
+        for line in body.split("\n"):
             if line.startswith("data: "):
                 payload = line[len("data: "):]
                 events.append(payload if payload == "[DONE]" else json.loads(payload))
@@ -134,6 +142,20 @@ def request_number(i):
     else:
         body["temperature"] = 0
     return path, body
+
+
+class WithModel(unittest.TestCase):
+    """A fresh random model in a temporary directory for the class's tests."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.model = os.path.join(cls.tmp.name, "model")
+        make_model(cls.model)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
 
 
 def run_openai_client(test, port, api_key=None):
@@ -337,16 +359,7 @@ class Serving(unittest.TestCase):
         self.assertLess(grown, 20 * 1024, "RSS grew by %d KiB over 800 requests" % grown)
 
 
-class Limits(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.TemporaryDirectory()
-        cls.model = os.path.join(cls.tmp.name, "model")
-        make_model(cls.model)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.tmp.cleanup()
+class Limits(WithModel):
 
     def test_api_key(self):
         server = Server(self.model, "--api-key", "sesame")
@@ -386,18 +399,8 @@ class Limits(unittest.TestCase):
                 server.process.kill()
 
 
-class ChatCommands(unittest.TestCase):
+class ChatCommands(WithModel):
     """`generate --chat` and the interactive `chat` on the same model and template."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.TemporaryDirectory()
-        cls.model = os.path.join(cls.tmp.name, "model")
-        make_model(cls.model)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.tmp.cleanup()
 
     def run_program(self, *args, stdin=None):
         r = subprocess.run([PROGRAM, *args], input=stdin, capture_output=True, text=True,

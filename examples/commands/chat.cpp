@@ -104,12 +104,7 @@ void add_chat_command(CLI::App& app) {
   cmd->add_option("--model", opt->model, "model directory or GGUF file")->required();
   cmd->add_option("--system", opt->system, "a system message");
   cmd->add_option("-n", opt->max_reply, "tokens per reply at most (default 512)");
-  cmd->add_option("--temperature", opt->sampling.temperature, "0 = greedy (default 1)");
-  cmd->add_option("--top-k", opt->sampling.top_k, "keep the k most likely tokens; 0 = all");
-  cmd->add_option("--top-p", opt->sampling.top_p, "nucleus mass in (0, 1] (default 1)");
-  cmd->add_option("--repeat-penalty", opt->sampling.repetition_penalty, "> 1 discourages repeats");
-  cmd->add_option("--seed", opt->sampling.seed, "random seed (default: random)")
-      ->each([opt](const std::string&) { opt->seed_given = true; });
+  add_sampling_options(cmd, opt->sampling, opt->seed_given);
   cmd->add_option("--dtype", opt->dtype, "weight storage, as for generate (default f32)")
       ->check(CLI::IsMember(dtype_names()));
   cmd->callback([opt] { run_chat(*opt); });

@@ -123,12 +123,7 @@ void add_generate_command(CLI::App& app) {
          "q6_k or q4_k_m (llama-quantize's mix)")
       ->check(CLI::IsMember(dtype_names()));
   add_activations_option(cmd);
-  cmd->add_option("--temperature", opt->sampling.temperature, "0 = greedy (default 1)");
-  cmd->add_option("--top-k", opt->sampling.top_k, "keep the k most likely tokens; 0 = all");
-  cmd->add_option("--top-p", opt->sampling.top_p, "nucleus mass in (0, 1] (default 1)");
-  cmd->add_option("--repeat-penalty", opt->sampling.repetition_penalty, "> 1 discourages repeats");
-  cmd->add_option("--seed", opt->sampling.seed, "random seed (default: random)")
-      ->each([opt](const std::string&) { opt->seed_given = true; });
+  add_sampling_options(cmd, opt->sampling, opt->seed_given);
   cmd->add_flag("--chat", opt->chat,
                 "the prompt is a user message: apply the model's chat template, print the reply");
   cmd->add_option("--system", opt->system, "a system message first (with --chat)");

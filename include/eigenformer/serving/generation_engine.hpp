@@ -113,10 +113,23 @@ class generation_engine {
         cancel_all = cancel_all_;
         if (stopping_ && batcher_.idle() && submitted.empty()) return;
       }
+      index_t refused = 0;
       for (auto& s : submitted) {
-        const sequence_id seq = batcher_.submit(std::move(s.request));  // room was checked
-        by_request[s.id] = seq;
-        by_sequence[seq] = {s.id, std::move(s.on_event)};
+        try {
+          const sequence_id seq = batcher_.submit(std::move(s.request));  // room was checked
+          by_request[s.id] = seq;
+          by_sequence[seq] = {s.id, std::move(s.on_event)};
+        } catch (const std::exception&) {  // not expected: check() and the count came first
+          ++refused;
+          try {
+            s.on_event({0, -1, finish_reason::failed});
+          } catch (...) {
+          }
+        }
+      }
+      if (refused > 0) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        in_flight_ -= refused;
       }
       submitted.clear();
       for (const request_id id : cancelled) {
