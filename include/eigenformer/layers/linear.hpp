@@ -102,12 +102,14 @@ void linear_forward(matrix_cref<Scalar> x, const linear_weights<Scalar>& w,
   }
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<Scalar, float>) {
-    if (x.rows() == 1) {  // decoding: W streamed row by row, one block of columns per thread
+    if (x.rows() <= detail::streamed_rows) {  // decoding: W streamed once, row by row, one
+                                              // block of columns per thread
       const index_t n_cols = w.out_features(), threads = num_threads();
       const index_t block = std::max<index_t>(64, (n_cols / threads + 15) / 16 * 16);
       parallel_for((n_cols + block - 1) / block, [&](index_t b) {
-        detail::f32_one_row(x.data(), w.weight.data(), w.weight.outerStride(), x.cols(), out.data(),
-                            bias, b * block, std::min(block, n_cols - b * block));
+        detail::f32_few_rows(x.data(), x.outerStride(), x.rows(), w.weight.data(),
+                             w.weight.outerStride(), x.cols(), out.data(), out.outerStride(), bias,
+                             b * block, std::min(block, n_cols - b * block));
       });
       return;
     }

@@ -146,44 +146,72 @@ inline void f32_packed_rows(const float* x, index_t ldx, index_t T, const float*
   for (; p < n_panels; ++p) panels(std::integral_constant<int, 1>{}, p);
 }
 
-/// One row (decoding): out[first, first + width) = x W[:, first, + width) + bias with the
-/// tiles' arithmetic — per output one FMA chain over k in order, then + bias — but W read row
-/// by row: the running sums stay in L1 and each row's piece of W streams in order.
-inline void f32_one_row(const float* x, const float* w, index_t ldw, index_t K, float* out,
-                        const float* bias, index_t first, index_t width) {
-  float* acc = thread_buffer<float, buffer_use::partial_sums>(std::size_t(width));
-  std::fill(acc, acc + width, 0.0f);
+/// Up to this many rows (a decoding step of that many sequences) stream W once, row by row.
+inline constexpr index_t streamed_rows = 16;
+
+/// A few rows (decoding, one per sequence): out[r][first, first + width) = x_r W[:, first, +
+/// width) + bias with the tiles' arithmetic — per output one FMA chain over k in order, then
+/// + bias — but W read once, row by row in order, whatever the number of rows: the running
+/// sums ([rows x width], in L1/L2) take the next 4 links of their chains per pass.
+inline void f32_few_rows(const float* x, index_t ldx, index_t rows, const float* w, index_t ldw,
+                         index_t K, float* out, index_t ld_out, const float* bias, index_t first,
+                         index_t width) {
+  // Sums of at most 16 KiB, so they stay in L1 while W streams past: with several rows, the
+  // columns are taken in pieces (each a run of consecutive floats in every row of W).
+  const index_t piece = std::max<index_t>(64, 4096 / rows / 16 * 16);
+  if (width > piece) {
+    for (index_t j = 0; j < width; j += piece) {
+      f32_few_rows(x, ldx, rows, w, ldw, K, out, ld_out, bias, first + j,
+                   std::min(piece, width - j));
+    }
+    return;
+  }
+  float* acc = thread_buffer<float, buffer_use::partial_sums>(std::size_t(rows * width));
+  std::fill(acc, acc + rows * width, 0.0f);
   const index_t vectors = width / 16;
   index_t k = 0;
-  for (; k + 4 <= K; k += 4) {  // 4 rows per pass over the sums: the chain's next 4 links
-    const __m512 a0 = _mm512_set1_ps(x[k]), a1 = _mm512_set1_ps(x[k + 1]);
-    const __m512 a2 = _mm512_set1_ps(x[k + 2]), a3 = _mm512_set1_ps(x[k + 3]);
+  for (; k + 4 <= K; k += 4) {
     const float* r0 = w + k * ldw + first;
     const float *r1 = r0 + ldw, *r2 = r1 + ldw, *r3 = r2 + ldw;
     for (index_t v = 0; v < vectors; ++v) {
-      __m512 sum = _mm512_loadu_ps(acc + 16 * v);
-      sum = _mm512_fmadd_ps(a0, _mm512_loadu_ps(r0 + 16 * v), sum);
-      sum = _mm512_fmadd_ps(a1, _mm512_loadu_ps(r1 + 16 * v), sum);
-      sum = _mm512_fmadd_ps(a2, _mm512_loadu_ps(r2 + 16 * v), sum);
-      sum = _mm512_fmadd_ps(a3, _mm512_loadu_ps(r3 + 16 * v), sum);
-      _mm512_storeu_ps(acc + 16 * v, sum);
+      const __m512 w0 = _mm512_loadu_ps(r0 + 16 * v), w1 = _mm512_loadu_ps(r1 + 16 * v);
+      const __m512 w2 = _mm512_loadu_ps(r2 + 16 * v), w3 = _mm512_loadu_ps(r3 + 16 * v);
+      for (index_t r = 0; r < rows; ++r) {
+        const float* xr = x + r * ldx + k;
+        float* sums = acc + r * width + 16 * v;
+        __m512 sum = _mm512_loadu_ps(sums);
+        sum = _mm512_fmadd_ps(_mm512_set1_ps(xr[0]), w0, sum);
+        sum = _mm512_fmadd_ps(_mm512_set1_ps(xr[1]), w1, sum);
+        sum = _mm512_fmadd_ps(_mm512_set1_ps(xr[2]), w2, sum);
+        sum = _mm512_fmadd_ps(_mm512_set1_ps(xr[3]), w3, sum);
+        _mm512_storeu_ps(sums, sum);
+      }
     }
-    for (index_t j = 16 * vectors; j < width; ++j) {
-      float sum = acc[j];
-      for (index_t i = 0; i < 4; ++i) sum = std::fma(x[k + i], r0[i * ldw + j], sum);
-      acc[j] = sum;
+    for (index_t r = 0; r < rows; ++r) {
+      for (index_t j = 16 * vectors; j < width; ++j) {
+        float sum = acc[r * width + j];
+        for (index_t i = 0; i < 4; ++i) sum = std::fma(x[r * ldx + k + i], r0[i * ldw + j], sum);
+        acc[r * width + j] = sum;
+      }
     }
   }
   for (; k < K; ++k) {
-    const __m512 a = _mm512_set1_ps(x[k]);
     const float* row = w + k * ldw + first;
-    for (index_t v = 0; v < vectors; ++v) {
-      _mm512_storeu_ps(acc + 16 * v, _mm512_fmadd_ps(a, _mm512_loadu_ps(row + 16 * v),
-                                                     _mm512_loadu_ps(acc + 16 * v)));
+    for (index_t r = 0; r < rows; ++r) {
+      const __m512 a = _mm512_set1_ps(x[r * ldx + k]);
+      float* sums = acc + r * width;
+      for (index_t v = 0; v < vectors; ++v) {
+        _mm512_storeu_ps(sums + 16 * v, _mm512_fmadd_ps(a, _mm512_loadu_ps(row + 16 * v),
+                                                        _mm512_loadu_ps(sums + 16 * v)));
+      }
+      for (index_t j = 16 * vectors; j < width; ++j)
+        sums[j] = std::fma(x[r * ldx + k], row[j], sums[j]);
     }
-    for (index_t j = 16 * vectors; j < width; ++j) acc[j] = std::fma(x[k], row[j], acc[j]);
   }
-  for (index_t j = 0; j < width; ++j) out[first + j] = acc[j] + (bias ? bias[first + j] : 0.0f);
+  for (index_t r = 0; r < rows; ++r) {
+    for (index_t j = 0; j < width; ++j)
+      out[r * ld_out + first + j] = acc[r * width + j] + (bias ? bias[first + j] : 0.0f);
+  }
 }
 #endif
 

@@ -136,33 +136,49 @@ inline void store_sums(lane_sums (&acc)[R][P], const float* bias, matrix_ref<flo
   }
 }
 
-/// Rows [0, T) of x times `width` columns of `c` dequantized whole into `w` [width x K].
+/// Rows [t, t + R) of x times `width` columns of `w` [width x K]: tiles of R rows x 3 columns.
+template <int R>
+void dot_rows(matrix_cref<float> x, index_t t, const float* w, index_t K, index_t width,
+              const float* bias, matrix_ref<float> out, index_t n0) {
+  const index_t ldx = x.outerStride();
+  const auto run = [&](auto cols, index_t j) {
+    constexpr int P = decltype(cols)::value;
+    lane_sums acc[R][P];
+    for (int r = 0; r < R; ++r) {
+      for (int p = 0; p < P; ++p) acc[r][p] = zero_lanes();
+    }
+    dot_tile<R, P>(x.data() + t * ldx, ldx, w + j * K, K, K, acc);
+    store_sums<R, P>(acc, bias, out, t, n0 + j);
+  };
+  index_t j = 0;
+  for (; j + 3 <= width; j += 3) run(std::integral_constant<int, 3>{}, j);
+  for (; j < width; ++j) run(std::integral_constant<int, 1>{}, j);
+}
+
+/// Rows [0, T) of x times `width` columns of `c` dequantized whole into `w` [width x K]. Up to
+/// 8 rows (a decoding step of as many sequences) read `w` once.
 inline void quant_tiles(matrix_cref<float> x, const float* w, index_t K, index_t width,
                         const float* bias, matrix_ref<float> out, index_t n0) {
-  constexpr int R = 6, P = 4;
-  const index_t T = x.rows(), ldx = x.outerStride();
-  const auto run = [&](auto rows, auto cols, index_t t, index_t j) {
-    constexpr int r_ = decltype(rows)::value, p_ = decltype(cols)::value;
-    lane_sums acc[r_][p_];
-    for (int r = 0; r < r_; ++r) {
-      for (int p = 0; p < p_; ++p) acc[r][p] = zero_lanes();
-    }
-    dot_tile<r_, p_>(x.data() + t * ldx, ldx, w + j * K, K, K, acc);
-    store_sums<r_, p_>(acc, bias, out, t, n0 + j);
-  };
-  using six = std::integral_constant<int, R>;
-  using one = std::integral_constant<int, 1>;
-  using four = std::integral_constant<int, P>;
+  const index_t T = x.rows();
   index_t t = 0;
-  for (; t + R <= T; t += R) {
-    index_t j = 0;
-    for (; j + P <= width; j += P) run(six{}, four{}, t, j);
-    for (; j < width; ++j) run(six{}, one{}, t, j);
-  }
-  for (; t < T; ++t) {
-    index_t j = 0;
-    for (; j + P <= width; j += P) run(one{}, four{}, t, j);
-    for (; j < width; ++j) run(one{}, one{}, t, j);
+  for (; t + 8 <= T; t += 8) dot_rows<8>(x, t, w, K, width, bias, out, n0);
+  switch (T - t) {
+    case 7:
+      return dot_rows<7>(x, t, w, K, width, bias, out, n0);
+    case 6:
+      return dot_rows<6>(x, t, w, K, width, bias, out, n0);
+    case 5:
+      return dot_rows<5>(x, t, w, K, width, bias, out, n0);
+    case 4:
+      return dot_rows<4>(x, t, w, K, width, bias, out, n0);
+    case 3:
+      return dot_rows<3>(x, t, w, K, width, bias, out, n0);
+    case 2:
+      return dot_rows<2>(x, t, w, K, width, bias, out, n0);
+    case 1:
+      return dot_rows<1>(x, t, w, K, width, bias, out, n0);
+    default:
+      return;
   }
 }
 
