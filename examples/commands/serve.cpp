@@ -1,5 +1,5 @@
 // eigenformer serve --model DIR|FILE.gguf [--host 127.0.0.1] [--port 8080] [--parallel 4]
-//                   [--queue 16] [--api-key KEY] [--max-body BYTES] [--kv-budget MIB]
+//                   [--queue 64] [--api-key KEY] [--max-body BYTES] [--kv-budget MIB]
 //                   [--prefill-chunk N] [--name ID] [--dtype T] [--threads N]
 // An OpenAI-compatible HTTP server (cpp-httplib): GET /health, GET /v1/models,
 // POST /v1/completions, POST /v1/chat/completions, streamed as server-sent events or not.
@@ -37,7 +37,7 @@ namespace api = ef::openai;
 struct serve_options {
   std::string model, host = "127.0.0.1", api_key, name, dtype = "f32";
   int port = 8080, threads = 0;
-  long long parallel = 4, queue = 16, max_body = 1 << 20, kv_budget_mib = 0, prefill_chunk = 64;
+  long long parallel = 4, queue = 64, max_body = 1 << 20, kv_budget_mib = 0, prefill_chunk = 64;
 };
 
 // Events of one request, from the engine thread to its handler.
@@ -415,7 +415,7 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--port", opt->port, "port (default 8080)")->check(CLI::Range(1, 65535));
   cmd->add_option("--parallel", opt->parallel, "sequences decoded together (default 4)")
       ->check(CLI::Range(1, 256));
-  cmd->add_option("--queue", opt->queue, "requests waiting beyond them (default 16)")
+  cmd->add_option("--queue", opt->queue, "requests waiting beyond them (default 64)")
       ->check(CLI::Range(0, 4096));
   cmd->add_option("--api-key", opt->api_key, "require 'Authorization: Bearer KEY'");
   cmd->add_option("--max-body", opt->max_body, "largest request body in bytes (default 1 MiB)")
