@@ -171,18 +171,16 @@ def run_openai_client(test, port, api_key=None):
     test.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
 
-class Serving(unittest.TestCase):
+class Serving(WithModel):
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.TemporaryDirectory()
-        cls.model = os.path.join(cls.tmp.name, "model")
-        make_model(cls.model)
+        super().setUpClass()
         cls.server = Server(cls.model, "--parallel", "8", "--queue", "64")
 
     @classmethod
     def tearDownClass(cls):
         code = cls.server.stop()
-        cls.tmp.cleanup()
+        super().tearDownClass()
         assert code == 0, code
 
     def test_the_official_openai_client(self):

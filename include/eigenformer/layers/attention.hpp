@@ -364,41 +364,40 @@ void batched_self_attention_forward(matrix_cref<Scalar> x, const attention_weigh
   }
   auto heads = scratch.heads.topRows(n_rows);
   // Each sequence's queries against its own keys: the cached ones and its new rows.
-  struct view {
-    index_t first, n_tokens, n_past;
-    matrix_cref<Scalar> keys, values;
-  };
-  std::vector<view> views;
-  views.reserve(segments.size());
   for (const auto& s : segments) {
-    if (s.cache) {
-      s.cache->keys.middleRows(s.n_past, s.n_tokens) = k.middleRows(s.first, s.n_tokens);
-      s.cache->values.middleRows(s.n_past, s.n_tokens) = v.middleRows(s.first, s.n_tokens);
-      const index_t n_keys = s.n_past + s.n_tokens;
-      views.push_back({s.first, s.n_tokens, s.n_past, s.cache->keys.topRows(n_keys),
-                       s.cache->values.topRows(n_keys)});
-    } else {
-      views.push_back({s.first, s.n_tokens, 0, k.middleRows(s.first, s.n_tokens),
-                       v.middleRows(s.first, s.n_tokens)});
-    }
+    if (!s.cache) continue;
+    s.cache->keys.middleRows(s.n_past, s.n_tokens) = k.middleRows(s.first, s.n_tokens);
+    s.cache->values.middleRows(s.n_past, s.n_tokens) = v.middleRows(s.first, s.n_tokens);
   }
-  if (views.size() == 1) {
-    const view& s = views.front();
-    causal_attention_head_groups<Scalar>(q, s.keys, s.values, config, s.n_past, scratch.scores,
-                                         heads, observe);
+  const auto keys_of = [&](const attention_segment<Scalar>& s) -> matrix_cref<Scalar> {
+    return s.cache ? matrix_cref<Scalar>(s.cache->keys.topRows(s.n_past + s.n_tokens))
+                   : matrix_cref<Scalar>(k.middleRows(s.first, s.n_tokens));
+  };
+  const auto values_of = [&](const attention_segment<Scalar>& s) -> matrix_cref<Scalar> {
+    return s.cache ? matrix_cref<Scalar>(s.cache->values.topRows(s.n_past + s.n_tokens))
+                   : matrix_cref<Scalar>(v.middleRows(s.first, s.n_tokens));
+  };
+  const auto n_past_of = [](const attention_segment<Scalar>& s) {
+    return s.cache ? s.n_past : index_t(0);
+  };
+  if (segments.size() == 1) {
+    const auto& s = segments.front();
+    causal_attention_head_groups<Scalar>(q, keys_of(s), values_of(s), config, n_past_of(s),
+                                         scratch.scores, heads, observe);
   } else {
     // Groups of heads in parallel, each walking every sequence: a head's result depends only on
     // its own sequence, so any grouping gives the same bits.
     if (scratch.scores.empty()) throw shape_error("attention: no scores buffer");
-    for (const view& s : views) {
-      detail::check_attention_core(config, s.n_tokens, q_width, s.keys.rows(), s.keys.cols(),
-                                   s.values.rows(), s.values.cols(), s.n_past, s.n_tokens, q_width);
+    for (const auto& s : segments) {
+      detail::check_attention_core(config, s.n_tokens, q_width, keys_of(s).rows(), kv_width,
+                                   values_of(s).rows(), kv_width, n_past_of(s), s.n_tokens,
+                                   q_width);
     }
     const index_t n_groups = std::min<index_t>(config.n_head, index_t(scratch.scores.size()));
     parallel_for(n_groups, [&](index_t g) {
-      for (const view& s : views) {
+      for (const auto& s : segments) {
         detail::attention_head_range<Scalar>(
-            q.middleRows(s.first, s.n_tokens), s.keys, s.values, config, s.n_past,
+            q.middleRows(s.first, s.n_tokens), keys_of(s), values_of(s), config, n_past_of(s),
             g * config.n_head / n_groups, (g + 1) * config.n_head / n_groups,
             scratch.scores[std::size_t(g)], heads.middleRows(s.first, s.n_tokens), nullptr);
       }

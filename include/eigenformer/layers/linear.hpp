@@ -92,18 +92,10 @@ void linear_forward(matrix_cref<Scalar> x, const linear_weights<Scalar>& w,
     }
   }
 #if defined(__AVX512F__)
-  constexpr bool one_order = std::is_same_v<Scalar, float>;  // the kernel's, for any row count
-#else
-  constexpr bool one_order = false;
-#endif
-  if (x.rows() == 1 && !one_order) {
-    matvec_row_chunks<Scalar>(x, w.weight, bias, out);
-    return;
-  }
-#if defined(__AVX512F__)
   if constexpr (std::is_same_v<Scalar, float>) {
-    if (x.rows() <= detail::streamed_rows) {  // decoding: W streamed once, row by row, one
-                                              // block of columns per thread
+    // Decoding (one row per sequence): W streamed once, row by row, one block of columns per
+    // thread, in the tiles' arithmetic (batch_invariant_kernels).
+    if (x.rows() <= detail::streamed_rows) {
       const index_t n_cols = w.out_features(), threads = num_threads();
       const index_t block = std::max<index_t>(64, (n_cols / threads + 15) / 16 * 16);
       parallel_for((n_cols + block - 1) / block, [&](index_t b) {
@@ -115,6 +107,10 @@ void linear_forward(matrix_cref<Scalar> x, const linear_weights<Scalar>& w,
     }
   }
 #endif
+  if (x.rows() == 1) {
+    matvec_row_chunks<Scalar>(x, w.weight, bias, out);
+    return;
+  }
   const index_t n_cols = w.out_features();
   const index_t n_blocks = (n_cols + linear_column_block - 1) / linear_column_block;
   parallel_for(n_blocks, [&](index_t block) {

@@ -55,8 +55,6 @@ template <class Scalar>
 using model_attention_observer =
     std::function<void(index_t layer, index_t head, matrix_cref<Scalar> weights)>;
 
-namespace detail {}  // namespace detail
-
 /// One sequence's part of a batched forward pass: its new tokens, and the cache holding the
 /// tokens before them (which the pass appends to).
 template <class Scalar>

@@ -224,53 +224,45 @@ template <class Scalar>
 void matmul_column_block(matrix_cref<Scalar> x, matrix_cref<Scalar> w, const Scalar* bias,
                          index_t first, index_t width, matrix_ref<Scalar> out,
                          bool accumulate = false) {
-  index_t done = 0;
 #if defined(__AVX512F__)
   // Every row count runs the same tiles, so each output is one FMA chain over k in order, then
   // + bias, whatever rows it is computed with: a row's result does not depend on its batch.
   if constexpr (std::is_same_v<Scalar, float>) {
-    {
-      const index_t n_panels = width / 16, K = x.cols();
-      const index_t ldx = x.outerStride(), ldw = w.outerStride(), ld_out = out.outerStride();
-      index_t t = 0;
-      if (x.rows() >= 32) {  // enough tiles to pay for copying W's panels
-        detail::f32_packed_rows(x.data(), ldx, x.rows(), w.data(), ldw, K, out.data(), ld_out, bias,
-                                first, n_panels, accumulate);
-        t = x.rows();
-      }
-      for (; t + 8 <= x.rows(); t += 8) {
-        detail::f32_rows<8>(x.data() + t * ldx, ldx, w.data(), ldw, K, out.data() + t * ld_out,
-                            ld_out, bias, first, n_panels, accumulate);
-      }
-      for (; t < x.rows(); ++t) {
-        detail::f32_rows<1>(x.data() + t * ldx, ldx, w.data(), ldw, K, out.data() + t * ld_out,
-                            ld_out, bias, first, n_panels, accumulate);
-      }
-      done = n_panels * 16;
-      // The last columns (fewer than 16): the same chain in scalar code.
-      for (index_t row = 0; row < x.rows(); ++row) {
-        for (index_t j = first + done; j < first + width; ++j) {
-          float acc = accumulate ? out(row, j) : 0.0f;
-          for (index_t k = 0; k < K; ++k) acc = std::fma(x(row, k), w(k, j), acc);
-          out(row, j) = acc + (bias ? bias[j] : 0.0f);
-        }
-      }
-      done = width;
+    const index_t n_panels = width / 16, K = x.cols();
+    const index_t ldx = x.outerStride(), ldw = w.outerStride(), ld_out = out.outerStride();
+    index_t t = 0;
+    if (x.rows() >= 32) {  // enough tiles to pay for copying W's panels
+      detail::f32_packed_rows(x.data(), ldx, x.rows(), w.data(), ldw, K, out.data(), ld_out, bias,
+                              first, n_panels, accumulate);
+      t = x.rows();
     }
+    for (; t + 8 <= x.rows(); t += 8) {
+      detail::f32_rows<8>(x.data() + t * ldx, ldx, w.data(), ldw, K, out.data() + t * ld_out,
+                          ld_out, bias, first, n_panels, accumulate);
+    }
+    for (; t < x.rows(); ++t) {
+      detail::f32_rows<1>(x.data() + t * ldx, ldx, w.data(), ldw, K, out.data() + t * ld_out,
+                          ld_out, bias, first, n_panels, accumulate);
+    }
+    // The last columns (fewer than 16): the same chain in scalar code.
+    for (index_t row = 0; row < x.rows(); ++row) {
+      for (index_t j = first + n_panels * 16; j < first + width; ++j) {
+        float acc = accumulate ? out(row, j) : 0.0f;
+        for (index_t k = 0; k < K; ++k) acc = std::fma(x(row, k), w(k, j), acc);
+        out(row, j) = acc + (bias ? bias[j] : 0.0f);
+      }
+    }
+    return;
   }
 #endif
-  if (done < width) {  // the plain path: Eigen's GEMM (double, or without AVX-512)
-    auto out_block = out.middleCols(first + done, width - done);
-    if (accumulate) {
-      out_block.noalias() += x * w.middleCols(first + done, width - done);
-    } else {
-      out_block.noalias() = x * w.middleCols(first + done, width - done);
-    }
-    if (bias) {
-      out_block.rowwise() +=
-          Eigen::Map<const row_vector<Scalar>>(bias + first + done, width - done);
-    }
+  // The plain path: Eigen's GEMM (double, or without AVX-512).
+  auto out_block = out.middleCols(first, width);
+  if (accumulate) {
+    out_block.noalias() += x * w.middleCols(first, width);
+  } else {
+    out_block.noalias() = x * w.middleCols(first, width);
   }
+  if (bias) out_block.rowwise() += Eigen::Map<const row_vector<Scalar>>(bias + first, width);
 }
 
 /// Rows of W per parallel chunk of a matrix-vector product (see matvec_row_chunks).
