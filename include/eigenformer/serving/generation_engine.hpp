@@ -113,23 +113,18 @@ class generation_engine {
         cancel_all = cancel_all_;
         if (stopping_ && batcher_.idle() && submitted.empty()) return;
       }
-      index_t refused = 0;
       for (auto& s : submitted) {
         try {
           const sequence_id seq = batcher_.submit(std::move(s.request));  // room was checked
           by_request[s.id] = seq;
           by_sequence[seq] = {s.id, std::move(s.on_event)};
         } catch (const std::exception&) {  // not expected: check() and the count came first
-          ++refused;
+          release_place();
           try {
             s.on_event({0, -1, finish_reason::failed});
           } catch (...) {
           }
         }
-      }
-      if (refused > 0) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        in_flight_ -= refused;
       }
       submitted.clear();
       for (const request_id id : cancelled) {
@@ -151,25 +146,28 @@ class generation_engine {
         batcher_.clear();
         for (const auto& [seq, l] : by_sequence) events.push_back({seq, -1, finish_reason::failed});
       }
-      index_t ended = 0;
       for (const sequence_event& e : events) {
         const auto it = by_sequence.find(e.id);
         if (it == by_sequence.end()) continue;
+        // A request's place is free before its last event is delivered: a client that has
+        // its answer can submit again at once, and in_flight() never counts an ended request.
+        const bool last = e.finished != finish_reason::none;
+        if (last) release_place();
         try {
           it->second.on_event(e);
         } catch (...) {  // a callback's failure is its own request's business
         }
-        if (e.finished != finish_reason::none) {
+        if (last) {
           by_request.erase(it->second.id);
           by_sequence.erase(it);
-          ++ended;
         }
       }
-      if (ended > 0) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        in_flight_ -= ended;
-      }
     }
+  }
+
+  void release_place() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    --in_flight_;
   }
 
   continuous_batcher batcher_;  // stepped by the engine thread only (check() is const)
