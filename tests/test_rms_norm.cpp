@@ -2,6 +2,7 @@
 
 #include <eigenformer/layers/rms_norm.hpp>
 
+#include "gradient_check.hpp"
 #include "reference.hpp"
 
 namespace {
@@ -58,6 +59,46 @@ TYPED_TEST(RmsNorm, HeadsAreNormalizedSeparately) {
   }
   EXPECT_THROW(eigenformer::rms_norm_heads_inplace<S>(x, 3, gain, S(1e-6)),
                eigenformer::shape_error);
+}
+
+TEST(RmsNormBackward, MatchesFiniteDifferences) {
+  ref::rng r(61);
+  eigenformer::row_vector<double> gain = ref::random_row<double>(7, r, 0.5, 1.0);
+  matrix<double> x = ref::random_matrix<double>(5, 7, r, 2.0);
+  x.row(1).array() *= 1e-3;  // a row whose eps matters
+  x.row(2).array() += 30.0;  // a large mean (not subtracted: RMSNorm does not center)
+  const matrix<double> probe = ref::random_matrix<double>(5, 7, r);
+  const double eps = 1e-5;
+  const auto loss = [&] {
+    matrix<double> y(5, 7);
+    eigenformer::rms_norm_forward<double>(x, gain, eps, y);
+    return gradcheck::probe_loss(y, probe);
+  };
+  eigenformer::row_vector<double> d_gain = eigenformer::row_vector<double>::Zero(7);
+  matrix<double> d_x = matrix<double>::Zero(5, 7);
+  eigenformer::rms_norm_backward<double>(x, gain, eps, probe, d_gain, d_x);
+  EXPECT_LT(gradcheck::relative_error(gain, d_gain, loss), gradcheck::tolerance);
+  EXPECT_LT(gradcheck::relative_error(x, d_x, loss), gradcheck::tolerance);
+}
+
+// Qwen3's q/k norms: one gain shared by every head, so its gradient sums over the heads.
+TEST(RmsNormBackward, HeadsShareTheirGain) {
+  ref::rng r(62);
+  const index_t heads = 3, d = 4;
+  eigenformer::row_vector<double> gain = ref::random_row<double>(d, r, 0.5, 1.0);
+  matrix<double> x = ref::random_matrix<double>(5, heads * d, r, 2.0);
+  const matrix<double> probe = ref::random_matrix<double>(5, heads * d, r);
+  const double eps = 1e-6;
+  const auto loss = [&] {
+    matrix<double> y = x;
+    eigenformer::rms_norm_heads_inplace<double>(y, heads, gain, eps);
+    return gradcheck::probe_loss(y, probe);
+  };
+  eigenformer::row_vector<double> d_gain = eigenformer::row_vector<double>::Zero(d);
+  matrix<double> d_x = matrix<double>::Zero(5, heads * d);
+  eigenformer::rms_norm_heads_backward<double>(x, heads, gain, eps, probe, d_gain, d_x);
+  EXPECT_LT(gradcheck::relative_error(gain, d_gain, loss), gradcheck::tolerance);
+  EXPECT_LT(gradcheck::relative_error(x, d_x, loss), gradcheck::tolerance);
 }
 
 }  // namespace

@@ -47,4 +47,54 @@ void rms_norm_heads_inplace(matrix_ref<Scalar> x, index_t n_heads, row_vector_cr
   }
 }
 
+/// Backward of rms_norm_forward, given d_out = dL/dout [T x C]. With r = 1/sqrt(mean(x^2) + eps),
+/// xhat = x r and g = d_out * gain (elementwise):
+///
+///   dL/dgain += sum over rows of d_out * xhat
+///   dL/dx     = r (g - xhat mean(g * xhat))
+///
+/// The mean is the gradient flowing back through the row's r: every output of a row depends on
+/// every input of it. Adds to d_gain and d_x (as the other backward functions do).
+template <class Scalar>
+void rms_norm_backward(matrix_cref<Scalar> x, row_vector_cref<Scalar> gain, Scalar eps,
+                       matrix_cref<Scalar> d_out, row_vector<Scalar>& d_gain,
+                       matrix_ref<Scalar> d_x) {
+  const index_t channels = x.cols();
+  if (gain.size() != channels || d_gain.size() != channels || d_out.rows() != x.rows() ||
+      d_out.cols() != channels || d_x.rows() != x.rows() || d_x.cols() != channels) {
+    throw shape_error(detail::concat("rms_norm_backward: x is [", x.rows(), " x ", channels,
+                                     "], gain has ", gain.size(), ", d_out is [", d_out.rows(),
+                                     " x ", d_out.cols(), "], d_x is [", d_x.rows(), " x ",
+                                     d_x.cols(), "]"));
+  }
+  for (index_t t = 0; t < x.rows(); ++t) {
+    const Scalar mean_square = x.row(t).squaredNorm() / Scalar(channels);
+    const Scalar inv_rms = Scalar(1) / std::sqrt(mean_square + eps);
+    const auto xhat = x.row(t).array() * inv_rms;
+    const auto g = d_out.row(t).array() * gain.array();
+    const Scalar mean_g_xhat = (g * xhat).sum() / Scalar(channels);
+    d_gain.array() += d_out.row(t).array() * xhat;
+    d_x.row(t).array() += inv_rms * (g - xhat * mean_g_xhat);
+  }
+}
+
+/// Backward of rms_norm_heads_inplace: `x` is the input before normalization [T x n_heads*d],
+/// d_out the gradient of the normalized heads. Every head shares the gain, so its gradient sums
+/// over heads. Adds to d_gain [1 x d] and d_x.
+template <class Scalar>
+void rms_norm_heads_backward(matrix_cref<Scalar> x, index_t n_heads, row_vector_cref<Scalar> gain,
+                             Scalar eps, matrix_cref<Scalar> d_out, row_vector<Scalar>& d_gain,
+                             matrix_ref<Scalar> d_x) {
+  const index_t d = gain.size();
+  if (n_heads <= 0 || x.cols() != n_heads * d || d_out.cols() != x.cols() ||
+      d_x.cols() != x.cols()) {
+    throw shape_error(detail::concat("rms_norm_heads_backward: x has ", x.cols(), " columns, not ",
+                                     n_heads, " heads of ", d));
+  }
+  for (index_t h = 0; h < n_heads; ++h) {
+    rms_norm_backward<Scalar>(x.middleCols(h * d, d), gain, eps, d_out.middleCols(h * d, d), d_gain,
+                              d_x.middleCols(h * d, d));
+  }
+}
+
 }  // namespace eigenformer
