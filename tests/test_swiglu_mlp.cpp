@@ -4,6 +4,7 @@
 
 #include <eigenformer/layers/swiglu_mlp.hpp>
 
+#include "gradient_check.hpp"
 #include "reference.hpp"
 
 namespace {
@@ -43,6 +44,24 @@ TYPED_TEST(SwigluMlp, SiluIsFiniteAtTheExtremes) {
   EXPECT_NEAR(double(x(0, 1)), -20 / (1 + std::exp(20.0)), 1e-12);
   EXPECT_EQ(x(0, 2), S(0));
   EXPECT_EQ(x(0, 3), S(1000));
+}
+
+TEST(SwigluGateBackward, MatchesFiniteDifferences) {
+  ref::rng r(71);
+  const index_t T = 4, I = 6;
+  matrix<double> gate_up = ref::random_matrix<double>(T, 2 * I, r, 3.0);
+  gate_up(0, 0) = -30.0;  // far into the flat part of the sigmoid
+  gate_up(1, 1) = 25.0;
+  const matrix<double> probe = ref::random_matrix<double>(T, I, r);
+  const auto loss = [&] {
+    matrix<double> g = gate_up;
+    eigenformer::swiglu_gate_inplace<double>(g);
+    return gradcheck::probe_loss(g.leftCols(I), probe);
+  };
+  matrix<double> d_gate_up(T, 2 * I);
+  eigenformer::swiglu_gate_backward<double>(gate_up, probe, d_gate_up);
+  EXPECT_LT(gradcheck::relative_error(gate_up, d_gate_up, loss), gradcheck::tolerance);
+  EXPECT_TRUE(d_gate_up.allFinite());
 }
 
 }  // namespace
