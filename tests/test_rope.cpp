@@ -4,6 +4,7 @@
 
 #include <eigenformer/layers/rope.hpp>
 
+#include "gradient_check.hpp"
 #include "reference.hpp"
 
 namespace {
@@ -88,6 +89,28 @@ TEST(RopeFrequencies, AnglesAreComputedInDoubleAtLargePositions) {
   EXPECT_EQ(tables.cos(0, 0), float(std::cos(100000.0)));
   EXPECT_EQ(tables.sin(0, 0), float(std::sin(100000.0)));
   EXPECT_THROW(eigenformer::rope_inverse_frequencies({}, 7), eigenformer::shape_error);
+}
+
+TEST(RopeBackward, MatchesFiniteDifferences) {
+  ref::rng r(81);
+  const index_t T = 5, H = 2, d = 8;
+  matrix<double> x = ref::random_matrix<double>(T, H * d, r, 1.0);
+  eigenformer::rope_tables<double> tables(T, eigenformer::rope_config{}, d);
+  eigenformer::rope_fill_tables<double>(37, T, tables);  // positions 37..41
+  const matrix<double> probe = ref::random_matrix<double>(T, H * d, r);
+  const auto loss = [&] {
+    matrix<double> y = x;
+    eigenformer::rope_apply_inplace<double>(y, H, tables.cos, tables.sin);
+    return gradcheck::probe_loss(y, probe);
+  };
+  matrix<double> d_x = probe;
+  eigenformer::rope_backward_inplace<double>(d_x, H, tables.cos, tables.sin);
+  EXPECT_LT(gradcheck::relative_error(x, d_x, loss), gradcheck::tolerance);
+  // Rotating back undoes the rotation (the transpose is the inverse).
+  matrix<double> round_trip = x;
+  eigenformer::rope_apply_inplace<double>(round_trip, H, tables.cos, tables.sin);
+  eigenformer::rope_backward_inplace<double>(round_trip, H, tables.cos, tables.sin);
+  EXPECT_LT((round_trip - x).cwiseAbs().maxCoeff(), 1e-14);
 }
 
 }  // namespace

@@ -120,16 +120,25 @@ void rope_fill_tables(index_t first_position, index_t n_tokens, rope_tables<Scal
   }
 }
 
-/// Rotates every head of x [T x n_heads*d] in place; row t uses row t of cos/sin [>= T x d/2].
+namespace detail {
+
 template <class Scalar>
-void rope_apply_inplace(matrix_ref<Scalar> x, index_t n_heads, matrix_cref<Scalar> cos,
-                        matrix_cref<Scalar> sin) {
+void check_rope_shapes(matrix_cref<Scalar> x, index_t n_heads, matrix_cref<Scalar> cos,
+                       matrix_cref<Scalar> sin) {
   const index_t half = cos.cols(), d = 2 * half;
   if (n_heads <= 0 || x.cols() != n_heads * d || cos.rows() < x.rows() || sin.rows() < x.rows() ||
       sin.cols() != half) {
-    throw shape_error(detail::concat("rope: x is [", x.rows(), " x ", x.cols(), "] for ", n_heads,
-                                     " heads, tables are [", cos.rows(), " x ", half, "]"));
+    throw shape_error(concat("rope: x is [", x.rows(), " x ", x.cols(), "] for ", n_heads,
+                             " heads, tables are [", cos.rows(), " x ", half, "]"));
   }
+}
+
+/// Each head's (first half, second half) pairs rotated by the angle (direction +1) or by minus
+/// the angle (direction -1: the transpose, for the backward pass).
+template <class Scalar>
+void rotate_heads(matrix_ref<Scalar> x, index_t n_heads, matrix_cref<Scalar> cos,
+                  matrix_cref<Scalar> sin, Scalar direction) {
+  const index_t half = cos.cols(), d = 2 * half;
   for (index_t t = 0; t < x.rows(); ++t) {
     const Scalar* c = cos.data() + t * cos.outerStride();
     const Scalar* s = sin.data() + t * sin.outerStride();
@@ -137,12 +146,31 @@ void rope_apply_inplace(matrix_ref<Scalar> x, index_t n_heads, matrix_cref<Scala
       Scalar* first = x.data() + t * x.outerStride() + h * d;
       Scalar* second = first + half;
       for (index_t j = 0; j < half; ++j) {
-        const Scalar a = first[j], b = second[j];
-        first[j] = a * c[j] - b * s[j];
-        second[j] = b * c[j] + a * s[j];
+        const Scalar a = first[j], b = second[j], sj = direction * s[j];
+        first[j] = a * c[j] - b * sj;
+        second[j] = b * c[j] + a * sj;
       }
     }
   }
+}
+
+}  // namespace detail
+
+/// Rotates every head of x [T x n_heads*d] in place; row t uses row t of cos/sin [>= T x d/2].
+template <class Scalar>
+void rope_apply_inplace(matrix_ref<Scalar> x, index_t n_heads, matrix_cref<Scalar> cos,
+                        matrix_cref<Scalar> sin) {
+  detail::check_rope_shapes<Scalar>(x, n_heads, cos, sin);
+  detail::rotate_heads<Scalar>(x, n_heads, cos, sin, Scalar(1));
+}
+
+/// Backward of rope_apply_inplace: a rotation's transpose is the rotation by minus the angle, so
+/// d_x = R^T d_out. Rotates the gradient d [T x n_heads*d] back in place.
+template <class Scalar>
+void rope_backward_inplace(matrix_ref<Scalar> d, index_t n_heads, matrix_cref<Scalar> cos,
+                           matrix_cref<Scalar> sin) {
+  detail::check_rope_shapes<Scalar>(d, n_heads, cos, sin);
+  detail::rotate_heads<Scalar>(d, n_heads, cos, sin, Scalar(-1));
 }
 
 }  // namespace eigenformer
