@@ -16,6 +16,7 @@
 
 #include <eigenformer/core/types.hpp>
 #include <eigenformer/layers/block.hpp>
+#include <eigenformer/model/weights.hpp>
 
 #include "reference.hpp"
 
@@ -72,6 +73,8 @@ inline std::vector<std::pair<std::string, Eigen::Map<Eigen::VectorXd>>> block_te
   add("attn.qkv.bias", b.attn.qkv.bias);
   add("attn.proj.weight", b.attn.proj.weight);
   add("attn.proj.bias", b.attn.proj.bias);
+  add("attn.q_norm", b.attn.q_norm);  // empty (nothing to check) without q/k norms
+  add("attn.k_norm", b.attn.k_norm);
   add("ln_2.gain", b.ln_2.gain);
   add("ln_2.bias", b.ln_2.bias);
   add("mlp.fc.weight", b.mlp.fc.weight);
@@ -87,6 +90,21 @@ inline eigenformer::block_weights<double> zero_block_like(
   auto z = b;
   for (auto& [name, t] : block_tensors(z)) t.setZero();
   return z;
+}
+
+/// Random weights at a scale where every nonlinearity is exercised (init_llama_weights' 0.02
+/// would leave the softmaxes nearly uniform): uniform in +-0.3 for matrices, 1 +- 0.2 for norm
+/// gains, +-0.1 for biases.
+template <class Weights>
+void randomize(const eigenformer::model_config& config, Weights& w, std::uint64_t seed) {
+  ref::rng r(seed);
+  eigenformer::for_each_parameter(
+      config, w, [&](const std::string& name, auto& t, const std::vector<std::int64_t>& shape) {
+        const bool gain = name.find("norm") != std::string::npos && shape.size() == 1;
+        const double scale = shape.size() == 2 ? 0.3 : gain ? 0.2 : 0.1;
+        const auto noise = ref::random_matrix<double>(t.rows(), t.cols(), r, scale);
+        for (index_t i = 0; i < t.size(); ++i) t.data()[i] = (gain ? 1.0 : 0.0) + noise.data()[i];
+      });
 }
 
 }  // namespace gradcheck

@@ -401,3 +401,141 @@ TYPED_TEST(Attention, LlamaSelfAttentionMatchesNaiveComposition) {
 }
 
 }  // namespace
+
+// --- Training the Llama family's attention: GQA, rotary positions, q/k norms, the window ---
+
+namespace {
+
+struct llama_attention_case {
+  static constexpr index_t B = 2, T = 7, C = 10, H = 4, d = 4;
+  eigenformer::attention_config config;
+  bool qk_norm;
+  ref::rng r{72};
+  eigenformer::attention_weights<double> w;
+  eigenformer::rope_tables<double> rope{T, eigenformer::rope_config{}, d};
+  eigenformer::matrix<double> x = ref::random_matrix<double>(B * T, C, r);
+  eigenformer::matrix<double> probe = ref::random_matrix<double>(B * T, C, r);
+  eigenformer::attention_activations<double> acts;
+
+  llama_attention_case(index_t kv_heads, index_t window, bool with_qk_norm)
+      : config{H, kv_heads, d, window, 1e-6}, qk_norm(with_qk_norm), acts(B, T, config, qk_norm) {
+    const index_t qkv = config.qkv_width();
+    w.qkv = {ref::random_matrix<double>(C, qkv, r), ref::random_row<double>(qkv, r, 0.3)};
+    w.proj = {ref::random_matrix<double>(H * d, C, r), {}};  // no output bias, as in Llama
+    if (qk_norm) {
+      w.q_norm = ref::random_row<double>(d, r, 0.3, 1.0);
+      w.k_norm = ref::random_row<double>(d, r, 0.3, 1.0);
+    }
+    eigenformer::rope_fill_tables<double>(0, T, rope);
+  }
+  eigenformer::matrix<double> forward() {
+    eigenformer::matrix<double> out(B * T, C);
+    eigenformer::causal_self_attention_forward_train<double>(x, w, config, &rope, acts, out);
+    return out;
+  }
+  eigenformer::attention_weights<double> zero_grads() const {
+    eigenformer::attention_weights<double> g{
+        {eigenformer::matrix<double>::Zero(C, config.qkv_width()),
+         eigenformer::row_vector<double>::Zero(config.qkv_width())},
+        {eigenformer::matrix<double>::Zero(H * d, C), {}}};
+    if (qk_norm) g.q_norm.setZero(d), g.k_norm.setZero(d);
+    return g;
+  }
+  std::pair<eigenformer::attention_weights<double>, eigenformer::matrix<double>> backward() {
+    forward();
+    auto grad = zero_grads();
+    eigenformer::attention_backward_scratch<double> scratch(B, T, config, qk_norm);
+    eigenformer::matrix<double> d_x = eigenformer::matrix<double>::Zero(B * T, C);
+    eigenformer::causal_self_attention_backward<double>(x, w, config, &rope, acts, probe, grad,
+                                                        scratch, d_x);
+    return {grad, d_x};
+  }
+};
+
+struct llama_attention_shape {
+  index_t kv_heads, window;
+  bool qk_norm;
+};
+const llama_attention_shape llama_attention_shapes[] = {
+    {2, 3, true},   // GQA: two query heads per kv head; window; Qwen3's norms
+    {1, 0, false},  // multi-query attention, no window
+    {4, 0, true},   // multi-head
+    {2, 5, false},  // Mistral-like: GQA and a window
+};
+
+TEST(AttentionBackward, LlamaTrainingForwardEqualsInferenceForEachSequence) {
+  for (const auto& s : llama_attention_shapes) {
+    llama_attention_case c(s.kv_heads, s.window, s.qk_norm);
+    const auto out = c.forward();
+    for (index_t b = 0; b < c.B; ++b) {
+      eigenformer::attention_scratch<double> scratch(c.T, c.config);
+      eigenformer::matrix<double> expected(c.T, c.C);
+      const eigenformer::matrix<double> x_b = c.x.middleRows(b * c.T, c.T);
+      eigenformer::causal_self_attention_forward<double>(x_b, c.w, c.config, scratch, expected,
+                                                         nullptr, nullptr, 0, &c.rope);
+      EXPECT_LT(ref::relative_error(out.middleRows(b * c.T, c.T), ref::to_grid(expected)), 1e-12)
+          << "G " << s.kv_heads << " W " << s.window;
+    }
+  }
+}
+
+TEST(AttentionBackward, GroupedQueryRotaryNormsAndWindowMatchFiniteDifferences) {
+  for (const auto& s : llama_attention_shapes) {
+    llama_attention_case c(s.kv_heads, s.window, s.qk_norm);
+    auto [grad, d_x] = c.backward();
+    const auto loss = [&] { return gradcheck::probe_loss(c.forward(), c.probe); };
+    const std::string shape = "G " + std::to_string(s.kv_heads) + " W " + std::to_string(s.window) +
+                              (s.qk_norm ? " qk norm" : "");
+    EXPECT_LT(gradcheck::relative_error(c.w.qkv.weight, grad.qkv.weight, loss),
+              gradcheck::tolerance)
+        << shape;
+    EXPECT_LT(gradcheck::relative_error(c.w.qkv.bias, grad.qkv.bias, loss), gradcheck::tolerance)
+        << shape;
+    EXPECT_LT(gradcheck::relative_error(c.w.proj.weight, grad.proj.weight, loss),
+              gradcheck::tolerance)
+        << shape;
+    if (s.qk_norm) {
+      EXPECT_LT(gradcheck::relative_error(c.w.q_norm, grad.q_norm, loss), gradcheck::tolerance)
+          << shape;
+      EXPECT_LT(gradcheck::relative_error(c.w.k_norm, grad.k_norm, loss), gradcheck::tolerance)
+          << shape;
+    }
+    EXPECT_LT(gradcheck::relative_error(c.x, d_x, loss), gradcheck::tolerance) << shape;
+  }
+}
+
+TEST(AttentionBackward, NoGradientReachesAKeyOutsideTheWindow) {
+  // The loss reads output row i of sequence 0 only: with window W it depends on tokens
+  // i-W+1..i of that sequence and on nothing else, exactly.
+  for (index_t i = 0; i < llama_attention_case::T; ++i) {
+    llama_attention_case c(2, 3, true);
+    c.probe.setZero();
+    c.probe.row(i).setOnes();
+    const auto d_x = c.backward().second;
+    for (index_t row = 0; row < c.B * c.T; ++row) {
+      const bool can_see = row <= i && row > i - 3;
+      if (can_see) {
+        EXPECT_GT(d_x.row(row).norm(), 0.0) << "query " << i << ", token " << row;
+      } else {
+        EXPECT_EQ(d_x.row(row).norm(), 0.0) << "query " << i << ", token " << row;
+      }
+    }
+  }
+}
+
+TEST(AttentionBackward, SharedKeyValueGradientsDoNotDependOnTheThreadCount) {
+  const int threads = eigenformer::num_threads();
+  std::vector<eigenformer::attention_weights<double>> grads;
+  for (const int n : {1, 2, 3}) {
+    eigenformer::set_num_threads(n);
+    llama_attention_case c(2, 0, true);
+    grads.push_back(c.backward().first);
+  }
+  eigenformer::set_num_threads(threads);
+  for (std::size_t i = 1; i < grads.size(); ++i) {
+    EXPECT_TRUE(grads[i].qkv.weight == grads[0].qkv.weight);
+    EXPECT_TRUE(grads[i].k_norm == grads[0].k_norm);
+  }
+}
+
+}  // namespace

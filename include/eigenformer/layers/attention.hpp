@@ -440,121 +440,226 @@ void causal_self_attention_forward(matrix_cref<Scalar> x, const attention_weight
                                         scratch, out, observe, cache, n_past);
 }
 
-// --- Training: a batch of B sequences of T tokens; rows [b*T, (b+1)*T) belong to sequence b. ---
+// --- Training: a batch of B sequences of T tokens; rows [b*T, (b+1)*T) belong to sequence b,
+// at positions 0..T-1. ---
 
 /// What the backward pass needs from the forward pass. Training keeps every head's P whole
 /// (O(B H T^2) memory), because its gradient needs it; inference never does.
 template <class Scalar>
 struct attention_activations {
-  index_t n_sequences = 0, n_tokens = 0, n_head = 0;
-  matrix<Scalar> qkv;    // [B*T x 3C]   Q | K | V
-  matrix<Scalar> probs;  // [B*H*T x T]  P of (sequence b, head h) in rows [(b*H + h)*T, +T)
-  matrix<Scalar> heads;  // [B*T x C]    concatenated P V of every head, the input of c_proj
+  index_t n_sequences = 0, n_tokens = 0;
+  attention_config config;
+  matrix<Scalar> projected;  // [B*T x (H d + 2 G d)] x W_qkv + b, before the q/k norms
+                             // (kept only when there are q/k norms: their backward reads it)
+  matrix<Scalar> qkv;        // [B*T x (H d + 2 G d)] Q | K | V as the attention core saw them
+  matrix<Scalar> probs;      // [B*H*T x T]  P of (sequence b, head h) in rows [(b*H + h)*T, +T)
+  matrix<Scalar> heads;      // [B*T x H d]  concatenated P V of every head, the input of proj
 
   attention_activations() = default;
-  attention_activations(index_t batch, index_t tokens, index_t channels, index_t heads_)
+  attention_activations(index_t batch, index_t tokens, const attention_config& shape,
+                        bool qk_norm = false)
       : n_sequences(batch),
         n_tokens(tokens),
-        n_head(heads_),
-        qkv(batch * tokens, 3 * channels),
-        probs(batch * heads_ * tokens, tokens),
-        heads(batch * tokens, channels) {}
+        config(shape),
+        projected(qk_norm ? batch * tokens : 0, qk_norm ? shape.qkv_width() : 0),
+        qkv(batch * tokens, shape.qkv_width()),
+        probs(batch * shape.n_head * tokens, tokens),
+        heads(batch * tokens, shape.q_width()) {}
+  /// GPT-2: multi-head attention over `channels`.
+  attention_activations(index_t batch, index_t tokens, index_t channels, index_t n_head)
+      : attention_activations(batch, tokens, attention_config::multi_head(n_head, channels)) {}
 };
 
 /// Buffers of the backward pass, shared by all layers.
 template <class Scalar>
 struct attention_backward_scratch {
-  matrix<Scalar> d_qkv;    // [B*T x 3C]
-  matrix<Scalar> d_probs;  // [B*H*T x T], dL/dP, then dL/dS
-  matrix<Scalar> d_heads;  // [B*T x C]
+  matrix<Scalar> d_qkv;        // [B*T x (H d + 2 G d)], dL/d of Q | K | V as the core saw them
+  matrix<Scalar> d_projected;  // [B*T x (H d + 2 G d)], dL/d(x W_qkv + b) (with q/k norms)
+  matrix<Scalar> d_probs;      // [B*H*T x T], dL/dP, then dL/dS
+  matrix<Scalar> d_heads;      // [B*T x H d]
 
   attention_backward_scratch() = default;
-  attention_backward_scratch(index_t batch, index_t tokens, index_t channels, index_t heads)
-      : d_qkv(batch * tokens, 3 * channels),
-        d_probs(batch * heads * tokens, tokens),
-        d_heads(batch * tokens, channels) {}
+  attention_backward_scratch(index_t batch, index_t tokens, const attention_config& shape,
+                             bool qk_norm = false)
+      : d_qkv(batch * tokens, shape.qkv_width()),
+        d_projected(qk_norm ? batch * tokens : 0, qk_norm ? shape.qkv_width() : 0),
+        d_probs(batch * shape.n_head * tokens, tokens),
+        d_heads(batch * tokens, shape.q_width()) {}
+  attention_backward_scratch(index_t batch, index_t tokens, index_t channels, index_t n_head)
+      : attention_backward_scratch(batch, tokens, attention_config::multi_head(n_head, channels)) {}
 };
 
 namespace detail {
-inline void check_attention_batch(const char* where, index_t rows, index_t channels, index_t n_head,
-                                  index_t batch, index_t tokens, index_t acts_channels,
-                                  index_t acts_heads) {
-  if (rows != batch * tokens || channels != acts_channels || n_head != acts_heads || n_head <= 0 ||
-      channels % n_head != 0) {
-    throw shape_error(concat(where, ": input [", rows, " x ", channels, "] with ", n_head,
-                             " heads does not match activations for ", batch, " x ", tokens,
-                             " tokens of ", acts_channels, " channels and ", acts_heads, " heads"));
+template <class Scalar>
+void check_attention_batch(const char* where, matrix_cref<Scalar> x,
+                           const attention_weights<Scalar>& w, const attention_config& config,
+                           const attention_activations<Scalar>& acts,
+                           const rope_tables<Scalar>* rope) {
+  config.validate(where);
+  const index_t rows = acts.n_sequences * acts.n_tokens;
+  const bool qk_norm = w.q_norm.size() > 0;
+  if (x.rows() != rows || acts.qkv.rows() != rows || acts.qkv.cols() != config.qkv_width() ||
+      acts.heads.cols() != config.q_width() || acts.probs.rows() != rows * config.n_head ||
+      w.qkv.out_features() != config.qkv_width() || w.proj.in_features() != config.q_width() ||
+      (qk_norm && (acts.projected.rows() != rows || w.q_norm.size() != config.head_dim ||
+                   w.k_norm.size() != config.head_dim))) {
+    throw shape_error(concat(where, ": input [", x.rows(), " x ", x.cols(), "] and weights of ",
+                             w.qkv.out_features(), " q|k|v columns do not match activations for ",
+                             acts.n_sequences, " x ", acts.n_tokens, " tokens of ", config.n_head,
+                             " query heads, ", config.n_kv_head, " key/value heads of ",
+                             config.head_dim, (qk_norm ? " with q/k norms" : "")));
+  }
+  if (rope && (rope->cos.rows() < acts.n_tokens || 2 * rope->cos.cols() != config.head_dim)) {
+    throw shape_error(concat(where, ": rotary tables for ", rope->cos.rows(), " positions of ",
+                             2 * rope->cos.cols(), " do not cover ", acts.n_tokens,
+                             " positions of head_dim ", config.head_dim));
   }
 }
 }  // namespace detail
 
-/// causal_self_attention_forward for training: x [B*T x C] (layer-normed), out [B*T x C].
-/// Every (sequence, head) pair is independent; pairs run in parallel.
+/// causal_self_attention_forward for training: x [B*T x C] (normed), out [B*T x C]. The same
+/// steps as inference — projection, q/k norms, rotation (`rope`: cos/sin of positions 0..T-1,
+/// or nullptr), the masked core — keeping what the backward pass reads. Every (sequence, query
+/// head) pair is independent; pairs run in parallel.
 template <class Scalar>
 void causal_self_attention_forward_train(matrix_cref<Scalar> x, const attention_weights<Scalar>& w,
-                                         index_t n_head, attention_activations<Scalar>& acts,
+                                         const attention_config& config,
+                                         const rope_tables<Scalar>* rope,
+                                         attention_activations<Scalar>& acts,
                                          matrix_ref<Scalar> out) {
-  const index_t T = acts.n_tokens, C = x.cols();
-  detail::check_attention_batch("attention (training)", x.rows(), C, n_head, acts.n_sequences, T,
-                                acts.heads.cols(), acts.n_head);
-  linear_forward<Scalar>(x, w.qkv, acts.qkv);
-  const index_t d = C / n_head;
+  detail::check_attention_batch("attention (training)", x, w, config, acts, rope);
+  const index_t T = acts.n_tokens, d = config.head_dim, H = config.n_head, G = config.n_kv_head;
+  const index_t q_width = config.q_width(), kv_width = config.kv_width();
+  const bool qk_norm = w.q_norm.size() > 0;
+  if (qk_norm) {
+    linear_forward<Scalar>(x, w.qkv, acts.projected);
+    acts.qkv = acts.projected;
+    const auto eps = Scalar(config.qk_norm_eps);
+    rms_norm_heads_inplace<Scalar>(acts.qkv.leftCols(q_width), H, w.q_norm, eps);
+    rms_norm_heads_inplace<Scalar>(acts.qkv.middleCols(q_width, kv_width), G, w.k_norm, eps);
+  } else {
+    linear_forward<Scalar>(x, w.qkv, acts.qkv);
+  }
+  if (rope) {
+    for (index_t b = 0; b < acts.n_sequences; ++b) {
+      auto seq = acts.qkv.middleRows(b * T, T);
+      rope_apply_inplace<Scalar>(seq.leftCols(q_width), H, rope->cos, rope->sin);
+      rope_apply_inplace<Scalar>(seq.middleCols(q_width, kv_width), G, rope->cos, rope->sin);
+    }
+  }
   const Scalar scale = Scalar(1) / std::sqrt(Scalar(d));
-  parallel_for(acts.n_sequences * n_head, [&](index_t pair) {
-    const index_t row = (pair / n_head) * T, col = (pair % n_head) * d;
+  parallel_for(acts.n_sequences * H, [&](index_t pair) {
+    const index_t row = (pair / H) * T, h = pair % H, g = config.kv_head_of(h);
     detail::attention_head_untiled<Scalar>(
-        acts.qkv.block(row, col, T, d), acts.qkv.block(row, C + col, T, d),
-        acts.qkv.block(row, 2 * C + col, T, d), 0, scale, acts.probs.middleRows(pair * T, T),
-        acts.heads.block(row, col, T, d));
+        acts.qkv.block(row, h * d, T, d), acts.qkv.block(row, q_width + g * d, T, d),
+        acts.qkv.block(row, q_width + kv_width + g * d, T, d), 0, scale,
+        acts.probs.middleRows(pair * T, T), acts.heads.block(row, h * d, T, d), config.window);
   });
   linear_forward<Scalar>(acts.heads, w.proj, out);
 }
 
+/// GPT-2: multi-head attention with n_head heads, learned positions.
+template <class Scalar>
+void causal_self_attention_forward_train(matrix_cref<Scalar> x, const attention_weights<Scalar>& w,
+                                         index_t n_head, attention_activations<Scalar>& acts,
+                                         matrix_ref<Scalar> out) {
+  causal_self_attention_forward_train<Scalar>(x, w, attention_config::multi_head(n_head, x.cols()),
+                                              nullptr, acts, out);
+}
+
 /// Backward of causal_self_attention_forward_train, given d_out = dL/d out [B*T x C]; x is the
-/// forward's input. Per (sequence, head), with S = scale Q K^T, P = causal softmax(S), O = P V:
-///   dV = P^T dO      dP = dO V^T      dS = P * (dP - rowsum(P * dP))   (softmax, row-wise)
-///   dQ = scale dS K  dK = scale dS^T Q
-/// The mask holds backwards too: P is exactly 0 above the diagonal, so dS is 0 there and no
-/// gradient reaches a key from a query before it. Adds to grad and d_x (see linear_backward).
+/// forward's input. Per (sequence, query head h) with key/value head g, S = scale Q_h K_g^T,
+/// P = masked softmax(S), O_h = P V_g:
+///   dV_g += P^T dO_h    dP = dO_h V_g^T    dS = P * (dP - rowsum(P * dP))   (softmax, row-wise)
+///   dQ_h = scale dS K_g                    dK_g += scale dS^T Q_h
+/// A key/value head shared by H / G query heads collects the sum of their gradients; the pairs
+/// (sequence, g) run in parallel and each adds its query heads in order, so the sums do not
+/// depend on the thread count. The mask holds backwards: P is exactly 0 outside the visible keys
+/// (causal, and the window), so dS is 0 there and no gradient reaches a key a query cannot see.
+/// Then the rotation's transpose (rotation by minus the angle), the q/k norms' backward, and the
+/// projection's. Adds to grad and d_x (see linear_backward).
+template <class Scalar>
+void causal_self_attention_backward(matrix_cref<Scalar> x, const attention_weights<Scalar>& w,
+                                    const attention_config& config, const rope_tables<Scalar>* rope,
+                                    const attention_activations<Scalar>& acts,
+                                    matrix_cref<Scalar> d_out, attention_weights<Scalar>& grad,
+                                    attention_backward_scratch<Scalar>& scratch,
+                                    matrix_ref<Scalar> d_x) {
+  detail::check_attention_batch("attention backward", x, w, config, acts, rope);
+  const index_t T = acts.n_tokens, d = config.head_dim, H = config.n_head, G = config.n_kv_head;
+  const index_t q_width = config.q_width(), kv_width = config.kv_width();
+  const bool qk_norm = w.q_norm.size() > 0;
+  if (scratch.d_qkv.rows() != x.rows() || scratch.d_qkv.cols() != acts.qkv.cols() ||
+      scratch.d_probs.rows() != acts.probs.rows() || scratch.d_probs.cols() != T ||
+      scratch.d_heads.cols() != q_width || (qk_norm && scratch.d_projected.rows() != x.rows())) {
+    throw shape_error("attention backward: scratch does not match the activations");
+  }
+  scratch.d_heads.setZero();
+  linear_backward<Scalar>(acts.heads, w.proj, d_out, grad.proj, scratch.d_heads);
+  scratch.d_qkv.setZero();
+  const Scalar scale = Scalar(1) / std::sqrt(Scalar(d));
+  const index_t heads_per_group = H / G;
+  parallel_for(acts.n_sequences * G, [&](index_t pair) {
+    const index_t b = pair / G, g = pair % G, row = b * T;
+    const auto k = acts.qkv.block(row, q_width + g * d, T, d);
+    const auto v = acts.qkv.block(row, q_width + kv_width + g * d, T, d);
+    auto d_k = scratch.d_qkv.block(row, q_width + g * d, T, d);
+    auto d_v = scratch.d_qkv.block(row, q_width + kv_width + g * d, T, d);
+    for (index_t h = g * heads_per_group; h < (g + 1) * heads_per_group; ++h) {
+      const index_t probs_row = (b * H + h) * T;
+      const auto q = acts.qkv.block(row, h * d, T, d);
+      const auto p = acts.probs.middleRows(probs_row, T);
+      const auto d_o = scratch.d_heads.block(row, h * d, T, d);
+      auto d_s = scratch.d_probs.middleRows(probs_row, T);
+      d_v.noalias() += p.transpose() * d_o;
+      d_s.noalias() = d_o * v.transpose();  // dP
+      for (index_t i = 0; i < T; ++i) {
+        const index_t first = detail::first_visible_key(i, config.window), visible = i + 1 - first;
+        auto d_row = d_s.row(i).segment(first, visible);
+        const auto p_row = p.row(i).segment(first, visible);
+        const Scalar p_dot_dp = p_row.dot(d_row);
+        d_row.array() = p_row.array() * (d_row.array() - p_dot_dp);
+        d_s.row(i).head(first).setZero();
+        d_s.row(i).tail(T - i - 1).setZero();
+      }
+      scratch.d_qkv.block(row, h * d, T, d).noalias() = scale * (d_s * k);
+      d_k.noalias() += scale * (d_s.transpose() * q);
+    }
+  });
+  if (rope) {
+    for (index_t b = 0; b < acts.n_sequences; ++b) {
+      auto seq = scratch.d_qkv.middleRows(b * T, T);
+      rope_backward_inplace<Scalar>(seq.leftCols(q_width), H, rope->cos, rope->sin);
+      rope_backward_inplace<Scalar>(seq.middleCols(q_width, kv_width), G, rope->cos, rope->sin);
+    }
+  }
+  if (!qk_norm) {
+    linear_backward<Scalar>(x, w.qkv, scratch.d_qkv, grad.qkv, d_x);
+    return;
+  }
+  // Through the q/k norms: their input is the projection, kept in acts.projected. V has none.
+  auto& d_projected = scratch.d_projected;
+  d_projected.leftCols(q_width + kv_width).setZero();
+  d_projected.rightCols(kv_width) = scratch.d_qkv.rightCols(kv_width);
+  const auto eps = Scalar(config.qk_norm_eps);
+  rms_norm_heads_backward<Scalar>(acts.projected.leftCols(q_width), H, w.q_norm, eps,
+                                  scratch.d_qkv.leftCols(q_width), grad.q_norm,
+                                  d_projected.leftCols(q_width));
+  rms_norm_heads_backward<Scalar>(acts.projected.middleCols(q_width, kv_width), G, w.k_norm, eps,
+                                  scratch.d_qkv.middleCols(q_width, kv_width), grad.k_norm,
+                                  d_projected.middleCols(q_width, kv_width));
+  linear_backward<Scalar>(x, w.qkv, d_projected, grad.qkv, d_x);
+}
+
+/// GPT-2: multi-head attention with n_head heads, learned positions.
 template <class Scalar>
 void causal_self_attention_backward(matrix_cref<Scalar> x, const attention_weights<Scalar>& w,
                                     index_t n_head, const attention_activations<Scalar>& acts,
                                     matrix_cref<Scalar> d_out, attention_weights<Scalar>& grad,
                                     attention_backward_scratch<Scalar>& scratch,
                                     matrix_ref<Scalar> d_x) {
-  const index_t T = acts.n_tokens, C = x.cols();
-  detail::check_attention_batch("attention backward", x.rows(), C, n_head, acts.n_sequences, T,
-                                acts.heads.cols(), acts.n_head);
-  if (scratch.d_qkv.rows() != x.rows() || scratch.d_probs.rows() != acts.probs.rows() ||
-      scratch.d_probs.cols() != T || scratch.d_heads.cols() != C) {
-    throw shape_error("attention backward: scratch does not match the activations");
-  }
-  scratch.d_heads.setZero();
-  linear_backward<Scalar>(acts.heads, w.proj, d_out, grad.proj, scratch.d_heads);
-  scratch.d_qkv.setZero();
-  const index_t d = C / n_head;
-  const Scalar scale = Scalar(1) / std::sqrt(Scalar(d));
-  parallel_for(acts.n_sequences * n_head, [&](index_t pair) {
-    const index_t row = (pair / n_head) * T, col = (pair % n_head) * d;
-    const auto q = acts.qkv.block(row, col, T, d), k = acts.qkv.block(row, C + col, T, d),
-               v = acts.qkv.block(row, 2 * C + col, T, d);
-    const auto p = acts.probs.middleRows(pair * T, T);
-    const auto d_o = scratch.d_heads.block(row, col, T, d);
-    auto d_s = scratch.d_probs.middleRows(pair * T, T);
-    scratch.d_qkv.block(row, 2 * C + col, T, d).noalias() += p.transpose() * d_o;
-    d_s.noalias() = d_o * v.transpose();  // dP
-    for (index_t i = 0; i < T; ++i) {
-      const index_t visible = i + 1;  // query i sees keys 0..i
-      auto d_row = d_s.row(i).head(visible);
-      const auto p_row = p.row(i).head(visible);
-      const Scalar p_dot_dp = p_row.dot(d_row);
-      d_row.array() = p_row.array() * (d_row.array() - p_dot_dp);
-      d_s.row(i).tail(T - visible).setZero();
-    }
-    scratch.d_qkv.block(row, col, T, d).noalias() += scale * (d_s * k);
-    scratch.d_qkv.block(row, C + col, T, d).noalias() += scale * (d_s.transpose() * q);
-  });
-  linear_backward<Scalar>(x, w.qkv, scratch.d_qkv, grad.qkv, d_x);
+  causal_self_attention_backward<Scalar>(x, w, attention_config::multi_head(n_head, x.cols()),
+                                         nullptr, acts, d_out, grad, scratch, d_x);
 }
 
 }  // namespace eigenformer

@@ -133,69 +133,114 @@ void block_forward(matrix_ref<Scalar> x, const block_weights<Scalar>& w, index_t
   block_forward<Scalar>(x, w, config, scratch, observe, cache, n_past);
 }
 
+/// Backward of norm_forward: adds to grad (gain, and LayerNorm's bias) and d_x.
+template <class Scalar>
+void norm_backward(norm_kind kind, matrix_cref<Scalar> x, const layer_norm_weights<Scalar>& w,
+                   Scalar eps, matrix_cref<Scalar> d_out, layer_norm_weights<Scalar>& grad,
+                   matrix_ref<Scalar> d_x) {
+  if (kind == norm_kind::rms_norm) {
+    rms_norm_backward<Scalar>(x, w.gain, eps, d_out, grad.gain, d_x);
+  } else {
+    layer_norm_backward<Scalar>(x, w, eps, d_out, grad, d_x);
+  }
+}
+
 /// What one block's backward pass needs from its forward pass over B*T tokens (its input x is
 /// the previous block's `out`, or the embedding). Shapes [B*T x C] unless noted.
 template <class Scalar>
 struct block_activations {
-  matrix<Scalar> ln_1;  // ln_1(x)
+  matrix<Scalar> ln_1;  // norm_1(x)
   attention_activations<Scalar> attn;
-  matrix<Scalar> mid;   // x + attn(ln_1(x)), the residual stream between the two sub-layers
-  matrix<Scalar> ln_2;  // ln_2(mid)
+  matrix<Scalar> mid;   // x + attn(norm_1(x)), the residual stream between the two sub-layers
+  matrix<Scalar> ln_2;  // norm_2(mid)
   mlp_activations<Scalar> mlp;
-  matrix<Scalar> out;  // mid + mlp(ln_2(mid)), the block's output
+  matrix<Scalar> out;  // mid + mlp(norm_2(mid)), the block's output
 
   block_activations() = default;
-  block_activations(index_t batch, index_t tokens, index_t channels, index_t n_head,
-                    index_t n_inner)
+  /// `qk_norm`: the attention has q/k norms (its backward then keeps their input).
+  block_activations(index_t batch, index_t tokens, index_t channels, const block_config& config,
+                    index_t mlp_fc_width, bool qk_norm = false)
       : ln_1(batch * tokens, channels),
-        attn(batch, tokens, channels, n_head),
+        attn(batch, tokens, config.attention, qk_norm),
         mid(batch * tokens, channels),
         ln_2(batch * tokens, channels),
-        mlp(batch * tokens, n_inner),
+        mlp(batch * tokens, mlp_fc_width),
         out(batch * tokens, channels) {}
+  /// GPT-2's block.
+  block_activations(index_t batch, index_t tokens, index_t channels, index_t n_head,
+                    index_t n_inner)
+      : block_activations(batch, tokens, channels, gpt2_block_config(n_head, channels), n_inner) {}
+
+  static block_config gpt2_block_config(index_t n_head, index_t channels, double eps = 1e-5) {
+    return {norm_kind::layer_norm, eps, mlp_kind::gelu,
+            attention_config::multi_head(n_head, channels)};
+  }
 };
 
 /// Buffers of a block's backward pass, shared by all blocks.
 template <class Scalar>
 struct block_backward_scratch {
-  matrix<Scalar> d_normed;  // [B*T x C], dL/d ln(x) of the sub-layer being differentiated
-  matrix<Scalar> d_hidden;  // [B*T x 4C]
+  matrix<Scalar> d_normed;  // [B*T x C], dL/d norm(x) of the sub-layer being differentiated
+  matrix<Scalar> d_hidden;  // [B*T x fc width]
   attention_backward_scratch<Scalar> attention;
 
   block_backward_scratch() = default;
+  block_backward_scratch(index_t batch, index_t tokens, index_t channels,
+                         const block_config& config, index_t mlp_fc_width, bool qk_norm = false)
+      : d_normed(batch * tokens, channels),
+        d_hidden(batch * tokens, mlp_fc_width),
+        attention(batch, tokens, config.attention, qk_norm) {}
   block_backward_scratch(index_t batch, index_t tokens, index_t channels, index_t n_head,
                          index_t n_inner)
-      : d_normed(batch * tokens, channels),
-        d_hidden(batch * tokens, n_inner),
-        attention(batch, tokens, channels, n_head) {}
+      : block_backward_scratch(batch, tokens, channels,
+                               block_activations<Scalar>::gpt2_block_config(n_head, channels),
+                               n_inner) {}
 };
 
-/// block_forward for training: x [B*T x C] in, acts.out = the block's output.
+/// block_forward for training: x [B*T x C] in, acts.out = the block's output. `rope`: cos/sin
+/// of positions 0..T-1 for rotary models, else nullptr.
 template <class Scalar>
-void block_forward_train(matrix_cref<Scalar> x, const block_weights<Scalar>& w, index_t n_head,
-                         Scalar layer_norm_eps, block_activations<Scalar>& acts) {
+void block_forward_train(matrix_cref<Scalar> x, const block_weights<Scalar>& w,
+                         const block_config& config, const rope_tables<Scalar>* rope,
+                         block_activations<Scalar>& acts) {
   if (acts.out.rows() != x.rows() || acts.out.cols() != x.cols()) {
     throw shape_error(detail::concat("block_forward_train: activations for [", acts.out.rows(),
                                      " x ", acts.out.cols(), "], x is [", x.rows(), " x ", x.cols(),
                                      "]"));
   }
-  layer_norm_forward<Scalar>(x, w.ln_1, layer_norm_eps, acts.ln_1);
-  causal_self_attention_forward_train<Scalar>(acts.ln_1, w.attn, n_head, acts.attn, acts.mid);
+  const auto eps = Scalar(config.norm_eps);
+  norm_forward<Scalar>(config.norm, x, w.ln_1, eps, acts.ln_1);
+  causal_self_attention_forward_train<Scalar>(acts.ln_1, w.attn, config.attention, rope, acts.attn,
+                                              acts.mid);
   acts.mid += x;
-  layer_norm_forward<Scalar>(acts.mid, w.ln_2, layer_norm_eps, acts.ln_2);
-  mlp_forward_train<Scalar>(acts.ln_2, w.mlp, acts.mlp, acts.out);
+  norm_forward<Scalar>(config.norm, acts.mid, w.ln_2, eps, acts.ln_2);
+  if (config.mlp == mlp_kind::swiglu) {
+    swiglu_mlp_forward_train<Scalar>(acts.ln_2, w.mlp, acts.mlp, acts.out);
+  } else {
+    mlp_forward_train<Scalar>(acts.ln_2, w.mlp, acts.mlp, acts.out);
+  }
   acts.out += acts.mid;
+}
+
+/// GPT-2's block.
+template <class Scalar>
+void block_forward_train(matrix_cref<Scalar> x, const block_weights<Scalar>& w, index_t n_head,
+                         Scalar layer_norm_eps, block_activations<Scalar>& acts) {
+  block_forward_train<Scalar>(
+      x, w, block_activations<Scalar>::gpt2_block_config(n_head, x.cols(), double(layer_norm_eps)),
+      nullptr, acts);
 }
 
 /// Backward of block_forward_train. On entry d_residual = dL/d out, on return dL/d x: the skip
 /// connections pass the gradient through unchanged and each branch adds its own,
-///   dL/d mid = dL/d out + ln_2^T(mlp^T(dL/d out)),   dL/d x = dL/d mid + ln_1^T(attn^T(dL/d mid)),
+///   dL/d mid = dL/d out + norm_2^T(mlp^T(dL/d out)),
+///   dL/d x   = dL/d mid + norm_1^T(attn^T(dL/d mid)),
 /// so one buffer is updated in place. Adds to grad.
 template <class Scalar>
-void block_backward(matrix_cref<Scalar> x, const block_weights<Scalar>& w, index_t n_head,
-                    Scalar layer_norm_eps, const block_activations<Scalar>& acts,
-                    block_weights<Scalar>& grad, block_backward_scratch<Scalar>& scratch,
-                    matrix_ref<Scalar> d_residual) {
+void block_backward(matrix_cref<Scalar> x, const block_weights<Scalar>& w,
+                    const block_config& config, const rope_tables<Scalar>* rope,
+                    const block_activations<Scalar>& acts, block_weights<Scalar>& grad,
+                    block_backward_scratch<Scalar>& scratch, matrix_ref<Scalar> d_residual) {
   if (d_residual.rows() != x.rows() || d_residual.cols() != x.cols() ||
       scratch.d_normed.rows() != x.rows() || scratch.d_normed.cols() != x.cols()) {
     throw shape_error(detail::concat("block_backward: x is [", x.rows(), " x ", x.cols(),
@@ -203,15 +248,32 @@ void block_backward(matrix_cref<Scalar> x, const block_weights<Scalar>& w, index
                                      d_residual.cols(), "], scratch for ", scratch.d_normed.rows(),
                                      " rows"));
   }
+  const auto eps = Scalar(config.norm_eps);
   auto& d_normed = scratch.d_normed;
   d_normed.setZero();
-  mlp_backward<Scalar>(acts.ln_2, w.mlp, acts.mlp, d_residual, grad.mlp, scratch.d_hidden,
-                       d_normed);
-  layer_norm_backward<Scalar>(acts.mid, w.ln_2, layer_norm_eps, d_normed, grad.ln_2, d_residual);
+  if (config.mlp == mlp_kind::swiglu) {
+    swiglu_mlp_backward<Scalar>(acts.ln_2, w.mlp, acts.mlp, d_residual, grad.mlp, scratch.d_hidden,
+                                d_normed);
+  } else {
+    mlp_backward<Scalar>(acts.ln_2, w.mlp, acts.mlp, d_residual, grad.mlp, scratch.d_hidden,
+                         d_normed);
+  }
+  norm_backward<Scalar>(config.norm, acts.mid, w.ln_2, eps, d_normed, grad.ln_2, d_residual);
   d_normed.setZero();
-  causal_self_attention_backward<Scalar>(acts.ln_1, w.attn, n_head, acts.attn, d_residual,
-                                         grad.attn, scratch.attention, d_normed);
-  layer_norm_backward<Scalar>(x, w.ln_1, layer_norm_eps, d_normed, grad.ln_1, d_residual);
+  causal_self_attention_backward<Scalar>(acts.ln_1, w.attn, config.attention, rope, acts.attn,
+                                         d_residual, grad.attn, scratch.attention, d_normed);
+  norm_backward<Scalar>(config.norm, x, w.ln_1, eps, d_normed, grad.ln_1, d_residual);
+}
+
+/// GPT-2's block.
+template <class Scalar>
+void block_backward(matrix_cref<Scalar> x, const block_weights<Scalar>& w, index_t n_head,
+                    Scalar layer_norm_eps, const block_activations<Scalar>& acts,
+                    block_weights<Scalar>& grad, block_backward_scratch<Scalar>& scratch,
+                    matrix_ref<Scalar> d_residual) {
+  block_backward<Scalar>(
+      x, w, block_activations<Scalar>::gpt2_block_config(n_head, x.cols(), double(layer_norm_eps)),
+      nullptr, acts, grad, scratch, d_residual);
 }
 
 }  // namespace eigenformer

@@ -116,15 +116,18 @@ inline void token_embedding_forward(const std::vector<token_id>& tokens,
 /// of T = d_out.rows() / n_sequences tokens each, all starting at position 0, and d_out
 /// [B*T x C] is dL/d out. A row of wte gets the sum of d_out over every occurrence of its token
 /// and a row of wpe the sum over the batch. Adds to d_wte and d_wpe; for a tied LM head, d_wte
-/// also receives the head's gradient, and the two simply add up.
+/// also receives the head's gradient, and the two simply add up. An empty d_wpe: a model
+/// without learned positions (rotary), where only wte is trained.
 template <class Scalar>
 void embedding_backward(const std::vector<token_id>& tokens, index_t n_sequences,
                         matrix_cref<Scalar> d_out, matrix_ref<Scalar> d_wte,
                         matrix_ref<Scalar> d_wpe) {
   const auto n_rows = static_cast<index_t>(tokens.size());
+  const bool learned_positions = d_wpe.size() > 0;
   if (n_sequences <= 0 || n_rows % n_sequences != 0 || d_out.rows() != n_rows ||
-      d_out.cols() != d_wte.cols() || d_wpe.cols() != d_wte.cols() ||
-      n_rows / n_sequences > d_wpe.rows()) {
+      d_out.cols() != d_wte.cols() ||
+      (learned_positions &&
+       (d_wpe.cols() != d_wte.cols() || n_rows / n_sequences > d_wpe.rows()))) {
     throw shape_error(detail::concat("embedding_backward: ", n_rows, " tokens in ", n_sequences,
                                      " sequences, d_out is [", d_out.rows(), " x ", d_out.cols(),
                                      "], d_wte is [", d_wte.rows(), " x ", d_wte.cols(),
@@ -134,7 +137,7 @@ void embedding_backward(const std::vector<token_id>& tokens, index_t n_sequences
   const index_t seq_len = n_rows / n_sequences;
   for (index_t r = 0; r < n_rows; ++r) {
     d_wte.row(tokens[static_cast<std::size_t>(r)]) += d_out.row(r);
-    d_wpe.row(r % seq_len) += d_out.row(r);
+    if (learned_positions) d_wpe.row(r % seq_len) += d_out.row(r);
   }
 }
 

@@ -121,7 +121,7 @@ void linear_forward(matrix_cref<Scalar> x, const linear_weights<Scalar>& w,
 }
 
 /// Backward of y = x W + b, given d_out = dL/dy [T x out]:
-///   dW += x^T d_out   [in x out]      db += column sums of d_out   [1 x out]
+///   dW += x^T d_out   [in x out]      db += column sums of d_out   [1 x out] (if W has a bias)
 ///   dx += d_out W^T   [T x in]        (skipped when d_x is empty)
 /// Every backward function in the library ADDS to the gradients it is given, parameters and
 /// inputs alike: parameter gradients must sum over micro-batches and over the two uses of a tied
@@ -134,7 +134,8 @@ void linear_backward(matrix_cref<Scalar> x, const linear_weights<Scalar>& w,
                      matrix_ref<Scalar> d_x) {
   const index_t n_in = w.in_features(), n_out = w.out_features();
   if (w.is_compressed() || x.cols() != n_in || d_out.rows() != x.rows() || d_out.cols() != n_out ||
-      grad.weight.rows() != n_in || grad.weight.cols() != n_out || grad.bias.size() != n_out ||
+      grad.weight.rows() != n_in || grad.weight.cols() != n_out ||
+      grad.bias.size() != w.bias.size() || (w.bias.size() != 0 && w.bias.size() != n_out) ||
       (d_x.size() != 0 && (d_x.rows() != x.rows() || d_x.cols() != n_in))) {
     throw shape_error(detail::concat(
         "linear_backward: x is [", x.rows(), " x ", x.cols(), "], W is [", n_in, " x ", n_out, "]",
@@ -163,7 +164,8 @@ void linear_backward(matrix_cref<Scalar> x, const linear_weights<Scalar>& w,
         grad.weight.middleCols(first, width).noalias() +=
             x.transpose() * d_out.middleCols(first, width);
       }
-      grad.bias.segment(first, width) += d_out.middleCols(first, width).colwise().sum();
+      if (grad.bias.size() != 0)
+        grad.bias.segment(first, width) += d_out.middleCols(first, width).colwise().sum();
     } else {
       const index_t first = (block - out_blocks) * linear_column_block;
       const index_t width = std::min(linear_column_block, n_in - first);

@@ -54,14 +54,16 @@ void mlp_forward(matrix_cref<Scalar> x, const mlp_weights<Scalar>& w, matrix_ref
   linear_forward<Scalar>(h, w.proj, out);
 }
 
-/// What the MLP's backward pass needs from the forward pass of B*T tokens.
+/// What the MLP's backward pass needs from the forward pass of B*T tokens. `fc_width` is the
+/// hidden width H for GELU and 2I (gate | up) for SwiGLU (layers/swiglu_mlp.hpp).
 template <class Scalar>
 struct mlp_activations {
-  matrix<Scalar> pre_gelu;  // [B*T x 4C], x W_fc + b_fc
-  matrix<Scalar> hidden;    // [B*T x 4C], gelu(pre_gelu), the input of c_proj
+  matrix<Scalar> pre;     // [B*T x fc_width], x W_fc + b_fc: GELU's input, or SwiGLU's gate | up
+  matrix<Scalar> hidden;  // [B*T x fc_width], the activation of `pre`; its first proj-input
+                          // columns are the input of proj (all of them for GELU, I for SwiGLU)
 
   mlp_activations() = default;
-  mlp_activations(index_t rows, index_t n_inner) : pre_gelu(rows, n_inner), hidden(rows, n_inner) {}
+  mlp_activations(index_t rows, index_t fc_width) : pre(rows, fc_width), hidden(rows, fc_width) {}
 };
 
 /// mlp_forward for training: keeps the hidden activations before and after GELU.
@@ -69,8 +71,8 @@ struct mlp_activations {
 template <class Scalar>
 void mlp_forward_train(matrix_cref<Scalar> x, const mlp_weights<Scalar>& w,
                        mlp_activations<Scalar>& acts, matrix_ref<Scalar> out) {
-  linear_forward<Scalar>(x, w.fc, acts.pre_gelu);
-  acts.hidden = acts.pre_gelu;
+  linear_forward<Scalar>(x, w.fc, acts.pre);
+  acts.hidden = acts.pre;
   detail::for_row_blocks<Scalar>(acts.hidden,
                                  [](matrix_ref<Scalar> rows) { gelu_tanh_inplace<Scalar>(rows); });
   linear_forward<Scalar>(acts.hidden, w.proj, out);
@@ -89,7 +91,7 @@ void mlp_backward(matrix_cref<Scalar> x, const mlp_weights<Scalar>& w,
   }
   d_hidden.setZero();
   linear_backward<Scalar>(acts.hidden, w.proj, d_out, grad.proj, d_hidden);
-  const auto pre = matrix_cref<Scalar>(acts.pre_gelu);
+  const auto pre = matrix_cref<Scalar>(acts.pre);
   detail::for_row_blocks<Scalar>(d_hidden, [&](matrix_ref<Scalar> rows, index_t first) {
     gelu_tanh_backward_inplace<Scalar>(pre.middleRows(first, rows.rows()), rows);
   });

@@ -34,4 +34,47 @@ void swiglu_mlp_forward(matrix_cref<Scalar> x, const mlp_weights<Scalar>& w,
   linear_forward<Scalar>(gate_up.leftCols(width / 2), w.proj, out);  // [T x I] -> [T x C]
 }
 
+/// swiglu_mlp_forward for training: acts.pre = gate | up, acts.hidden's first I columns =
+/// silu(gate) * up. x: [B*T x C], out: [B*T x C].
+template <class Scalar>
+void swiglu_mlp_forward_train(matrix_cref<Scalar> x, const mlp_weights<Scalar>& w,
+                              mlp_activations<Scalar>& acts, matrix_ref<Scalar> out) {
+  const index_t width = w.fc.out_features();
+  if (acts.pre.rows() != x.rows() || acts.pre.cols() != width || acts.hidden.cols() != width) {
+    throw shape_error(detail::concat("swiglu_mlp_forward_train: activations [", acts.pre.rows(),
+                                     " x ", acts.pre.cols(), "] for ", x.rows(),
+                                     " tokens of gate|up width ", width));
+  }
+  linear_forward<Scalar>(x, w.fc, acts.pre);
+  acts.hidden = acts.pre;
+  detail::for_row_blocks<Scalar>(
+      acts.hidden, [](matrix_ref<Scalar> rows) { swiglu_gate_inplace<Scalar>(rows); });
+  linear_forward<Scalar>(acts.hidden.leftCols(width / 2), w.proj, out);
+}
+
+/// Backward of swiglu_mlp_forward_train, given d_out = dL/d out [B*T x C]; x is the forward's
+/// input and d_hidden a [B*T x 2I] scratch: dL/d(silu(gate) * up) lands in its first I columns,
+/// then the gate's backward turns the whole of it into dL/d(gate | up). Adds to grad and d_x.
+template <class Scalar>
+void swiglu_mlp_backward(matrix_cref<Scalar> x, const mlp_weights<Scalar>& w,
+                         const mlp_activations<Scalar>& acts, matrix_cref<Scalar> d_out,
+                         mlp_weights<Scalar>& grad, matrix_ref<Scalar> d_hidden,
+                         matrix_ref<Scalar> d_x) {
+  const index_t width = w.fc.out_features();
+  if (d_hidden.rows() != acts.pre.rows() || d_hidden.cols() != width) {
+    throw shape_error(detail::concat("swiglu_mlp_backward: d_hidden is [", d_hidden.rows(), " x ",
+                                     d_hidden.cols(), "], gate|up [", acts.pre.rows(), " x ", width,
+                                     "]"));
+  }
+  auto d_gated = d_hidden.leftCols(width / 2);
+  d_gated.setZero();
+  linear_backward<Scalar>(acts.hidden.leftCols(width / 2), w.proj, d_out, grad.proj, d_gated);
+  const auto pre = matrix_cref<Scalar>(acts.pre);
+  detail::for_row_blocks<Scalar>(d_hidden, [&](matrix_ref<Scalar> rows, index_t first) {
+    swiglu_gate_backward<Scalar>(pre.middleRows(first, rows.rows()), rows.leftCols(width / 2),
+                                 rows);
+  });
+  linear_backward<Scalar>(x, w.fc, d_hidden, grad.fc, d_x);
+}
+
 }  // namespace eigenformer

@@ -7,8 +7,11 @@
 // plain struct, allocated once for a (B, T)); gradients live in a basic_model_weights, shaped
 // exactly like the weights they belong to.
 //
-//   forward:  x0 = wte[tokens] + wpe[t]; x_{l+1} = block_l(x_l); logits = ln_f(x_L) E^T;
-//             loss = mean cross-entropy(logits, targets)
+//   forward:  x0 = wte[tokens] (+ wpe[t] with learned positions); x_{l+1} = block_l(x_l);
+//             logits = norm_f(x_L) E^T; loss = mean cross-entropy(logits, targets)
+//
+// Every family the decoder runs trains: the block's norm, MLP, attention shape (grouped-query,
+// q/k norms, window) and positions come from the config (block_config_of), as in inference.
 //   backward: the same steps in reverse, each layer's *_backward next to its forward.
 #pragma once
 
@@ -61,7 +64,8 @@ void set_zero(const model_config& config, basic_model_weights<Scalar>& g) {
 template <class Scalar>
 struct basic_training_activations {
   index_t n_sequences = 0, n_tokens = 0;  // B, T
-  matrix<Scalar> embedded;                // wte[tokens] + wpe[t], the input of block 0
+  matrix<Scalar> embedded;                // wte[tokens] (+ wpe[t]), the input of block 0
+  rope_tables<Scalar> rope;               // [T x d/2] cos/sin of positions 0..T-1 (rotary)
   std::vector<block_activations<Scalar>> blocks;
   matrix<Scalar> final_normed;     // ln_f(x_L)
   matrix<Scalar> logits;           // [B*T x V]; dL/dlogits after the backward pass
@@ -78,14 +82,19 @@ struct basic_training_activations {
       throw shape_error(detail::concat("training activations: B = ", batch, ", T = ", tokens,
                                        " (need B >= 1 and 1 <= T <= n_ctx = ", config.n_ctx, ")"));
     }
-    const index_t rows = batch * tokens, C = config.n_embd, H = config.mlp_hidden();
+    const index_t rows = batch * tokens, C = config.n_embd, fc_width = config.mlp_fc_width();
+    const block_config layer = block_config_of(config);
     embedded.resize(rows, C);
+    if (config.positions == position_kind::rotary) {
+      rope = rope_tables<Scalar>(tokens, config.rope, config.head_dim());
+      rope_fill_tables<Scalar>(0, tokens, rope);
+    }
     blocks.assign(static_cast<std::size_t>(config.n_layer),
-                  block_activations<Scalar>(batch, tokens, C, config.n_head, H));
+                  block_activations<Scalar>(batch, tokens, C, layer, fc_width, config.qk_norm));
     final_normed.resize(rows, C);
     logits.resize(rows, config.vocab_size);
     row_losses.resize(static_cast<std::size_t>(rows));
-    backward = block_backward_scratch<Scalar>(batch, tokens, C, config.n_head, H);
+    backward = block_backward_scratch<Scalar>(batch, tokens, C, layer, fc_width, config.qk_norm);
     d_residual.resize(rows, C);
   }
 
@@ -93,6 +102,8 @@ struct basic_training_activations {
   const matrix<Scalar>& block_input(std::size_t l) const {
     return l == 0 ? embedded : blocks[l - 1].out;
   }
+  /// The rotary tables, or nullptr for learned positions.
+  const rope_tables<Scalar>* rope_or_null() const { return rope.cos.size() > 0 ? &rope : nullptr; }
 };
 
 using training_activations = basic_training_activations<float>;
@@ -111,10 +122,8 @@ void check_training_batch(const model_config& config, const basic_model_weights<
                              " x T = ", acts.n_tokens, " (", acts.blocks.size(), " layers)"));
   }
   if (w.is_compressed()) throw value_error("training: bf16 or quantized weights cannot be trained");
-  if (config.positions != position_kind::learned || config.norm != norm_kind::layer_norm ||
-      config.mlp != mlp_kind::gelu) {
-    throw value_error(
-        concat("training: ", config.model_type, " models cannot be trained yet (only GPT-2)"));
+  if ((config.positions == position_kind::rotary) != (acts.rope.cos.size() > 0)) {
+    throw shape_error("training: activations were made for another model's positions");
   }
   check_token_ids(tokens, config.vocab_size);
 }
@@ -130,15 +139,18 @@ double training_forward(const model_config& config, const basic_model_weights<Sc
                         basic_training_activations<Scalar>& acts) {
   detail::check_training_batch(config, w, tokens, targets, acts);
   const index_t T = acts.n_tokens;
+  const bool learned_positions = config.positions == position_kind::learned;
   for (index_t r = 0; r < acts.embedded.rows(); ++r) {
-    acts.embedded.row(r) = w.wte.row(tokens[std::size_t(r)]) + w.wpe.row(r % T);
+    acts.embedded.row(r) = w.wte.row(tokens[std::size_t(r)]);
+    if (learned_positions) acts.embedded.row(r) += w.wpe.row(r % T);
   }
-  const auto eps = Scalar(config.layer_norm_epsilon);
+  const block_config layer = block_config_of(config);
   for (std::size_t l = 0; l < acts.blocks.size(); ++l) {
-    block_forward_train<Scalar>(acts.block_input(l), w.blocks[l], config.n_head, eps,
+    block_forward_train<Scalar>(acts.block_input(l), w.blocks[l], layer, acts.rope_or_null(),
                                 acts.blocks[l]);
   }
-  layer_norm_forward<Scalar>(acts.block_input(acts.blocks.size()), w.ln_f, eps, acts.final_normed);
+  norm_forward<Scalar>(config.norm, acts.block_input(acts.blocks.size()), w.ln_f,
+                       Scalar(config.layer_norm_epsilon), acts.final_normed);
   lm_head_forward<Scalar>(acts.final_normed, w.output_embedding(), acts.logits);
   return cross_entropy_loss<Scalar>(acts.logits, targets, acts.row_losses);
 }
@@ -161,13 +173,13 @@ void training_backward(const model_config& config, const basic_model_weights<Sca
   d_normed.setZero();
   lm_head_backward<Scalar>(acts.final_normed, w.output_embedding(), acts.logits,
                            w.tied_lm_head() ? grads.wte : grads.lm_head, d_normed);
-  const auto eps = Scalar(config.layer_norm_epsilon);
   acts.d_residual.setZero();
-  layer_norm_backward<Scalar>(acts.block_input(acts.blocks.size()), w.ln_f, eps, d_normed,
-                              grads.ln_f, acts.d_residual);
+  norm_backward<Scalar>(config.norm, acts.block_input(acts.blocks.size()), w.ln_f,
+                        Scalar(config.layer_norm_epsilon), d_normed, grads.ln_f, acts.d_residual);
+  const block_config layer = block_config_of(config);
   for (std::size_t l = acts.blocks.size(); l-- > 0;) {
-    block_backward<Scalar>(acts.block_input(l), w.blocks[l], config.n_head, eps, acts.blocks[l],
-                           grads.blocks[l], acts.backward, acts.d_residual);
+    block_backward<Scalar>(acts.block_input(l), w.blocks[l], layer, acts.rope_or_null(),
+                           acts.blocks[l], grads.blocks[l], acts.backward, acts.d_residual);
   }
   embedding_backward<Scalar>(tokens, acts.n_sequences, acts.d_residual, grads.wte, grads.wpe);
 }

@@ -30,7 +30,7 @@ void swiglu_gate_inplace(matrix_ref<Scalar> gate_up) {
 
 /// Backward of swiglu_gate_inplace. gate_up: the gate | up values BEFORE the gate was applied
 /// [T x 2I]; d_gated: dL/d(silu(gate) * up) [T x I]. Writes dL/dgate | dL/dup into d_gate_up
-/// [T x 2I]. With s = sigmoid(gate):
+/// [T x 2I] (d_gated may be its first I columns). With s = sigmoid(gate):
 ///   d gate = d_gated * up * s * (1 + gate * (1 - s))     (the derivative of gate * s)
 ///   d up   = d_gated * gate * s
 template <class Scalar>
@@ -48,8 +48,10 @@ void swiglu_gate_backward(matrix_cref<Scalar> gate_up, matrix_cref<Scalar> d_gat
   const auto up = gate_up.rightCols(hidden).array();
   const auto d = d_gated.array();
   const auto s = Scalar(1) / (Scalar(1) + (-gate).exp());
-  d_gate_up.leftCols(hidden).array() = d * up * s * (Scalar(1) + gate * (Scalar(1) - s));
+  // Up first: d_gated may be d_gate_up's own gate columns (the MLP's backward does that), and
+  // each element is read before it is overwritten.
   d_gate_up.rightCols(hidden).array() = d * gate * s;
+  d_gate_up.leftCols(hidden).array() = d * up * s * (Scalar(1) + gate * (Scalar(1) - s));
 }
 
 }  // namespace eigenformer
