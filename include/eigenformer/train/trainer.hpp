@@ -5,6 +5,8 @@
 
 #include <cstdint>
 #include <random>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include "eigenformer/core/error.hpp"
@@ -84,6 +86,39 @@ class basic_trainer {
 
   index_t steps_taken() const { return steps_; }
   const training_options& options() const { return options_; }
+
+  // --- What a checkpoint holds beyond the weights (train/checkpoint.hpp) ---
+
+  const basic_adamw_state<Scalar>& optimizer_state() const { return state_; }
+  /// The batch sampler's generator, as text (std::mt19937_64's own serialization): the data
+  /// position, since every batch is drawn from it.
+  std::string sampler_state() const {
+    std::ostringstream out;
+    out << rng_;
+    return out.str();
+  }
+  /// Continues a run after `steps` steps: the weights (the reference given at construction) must
+  /// already hold that step's values; `optimizer` and `sampler` are what optimizer_state() and
+  /// sampler_state() returned then.
+  void resume(index_t steps, basic_adamw_state<Scalar> optimizer, const std::string& sampler) {
+    if (steps < 0 || optimizer.step != steps) {
+      throw value_error(detail::concat("trainer: resuming at step ", steps,
+                                       " with an optimizer that has taken ", optimizer.step));
+    }
+    std::istringstream in(sampler);
+    std::mt19937_64 rng;
+    in >> rng;
+    if (!in) throw format_error("trainer: the sampler state is not a std::mt19937_64 state");
+    validate_weights(config_, optimizer.m);
+    validate_weights(config_, optimizer.v);
+    if (optimizer.m.tied_lm_head() != weights_.tied_lm_head() ||
+        optimizer.v.tied_lm_head() != weights_.tied_lm_head()) {
+      throw shape_error("trainer: the optimizer state's LM head is not shaped like the model's");
+    }
+    state_ = std::move(optimizer);
+    rng_ = rng;
+    steps_ = steps;
+  }
 
  private:
   model_config config_;
