@@ -20,6 +20,72 @@ inline ef::model_config llama_shape(const char* type, ef::index_t layers, ef::in
   return c;
 }
 
+/// The shape of a new model (`init`, `train`): GPT-2 or a Llama-family architecture.
+struct architecture_options {
+  std::string arch = "gpt2";  // gpt2 | llama | mistral | qwen2 | qwen3
+  long long layers = 2, heads = 4, kv_heads = 0, head_dim = 0, embd = 64, inner = 0, ctx = 128,
+            window = 0;
+  double rope_theta = 0;  // 0: the family's default (10000 for llama/mistral, 1e6 for Qwen)
+
+  /// Adds --arch, --layers, ... to `cmd`; each excludes `exclude` when given (train --init).
+  void add_to(CLI::App& cmd, CLI::Option* exclude = nullptr) {
+    const auto add = [&](const char* name, auto& value, const char* help) {
+      auto* o = cmd.add_option(name, value, help);
+      if (exclude) o->excludes(exclude);
+      return o;
+    };
+    add("--arch", arch, "gpt2 (default), llama, mistral, qwen2 or qwen3")
+        ->check(CLI::IsMember({"gpt2", "llama", "mistral", "qwen2", "qwen3"}));
+    add("--layers", layers, "layers");
+    add("--heads", heads, "query heads");
+    add("--kv-heads", kv_heads, "key/value heads (Llama family; default: heads)");
+    add("--head-dim", head_dim, "head width (Llama family; default embd / heads)");
+    add("--embd", embd, "channels C");
+    add("--inner", inner, "MLP width (default 4 embd; Llama family: 8/3 embd)");
+    add("--ctx", ctx, "context length n_ctx");
+    add("--window", window, "sliding window (mistral; default none)");
+    add("--rope-theta", rope_theta, "rotary base (Llama family; default 10000, Qwen 1e6)");
+  }
+
+  /// The config of a new model of this shape over `vocab` tokens (usage_error if it makes none).
+  ef::model_config config(ef::index_t vocab) const {
+    ef::model_config c;
+    if (arch == "gpt2") {
+      if (kv_heads || head_dim || window || rope_theta) {
+        throw usage_error(
+            "--kv-heads, --head-dim, --window and --rope-theta need a Llama-family --arch");
+      }
+      c = ef::model_config::gpt2(layers, heads, embd, vocab, ctx, inner);
+    } else {
+      if (window && arch != "mistral") throw usage_error("--window needs --arch mistral");
+      const bool qwen = arch == "qwen2" || arch == "qwen3";
+      c = ef::model_config::llama();
+      c.model_type = arch;
+      c.n_layer = layers, c.n_head = heads, c.n_embd = embd;
+      c.n_kv_head = kv_heads, c.head_size = head_dim;
+      c.n_inner = inner > 0 ? inner : (8 * embd / 3 + 15) / 16 * 16;
+      c.n_ctx = ctx, c.vocab_size = vocab;
+      c.sliding_window = window;
+      c.qkv_bias = arch == "qwen2";
+      c.qk_norm = arch == "qwen3";
+      c.layer_norm_epsilon = qwen ? 1e-6 : 1e-5;
+      c.rope.theta = rope_theta > 0 ? rope_theta : qwen ? 1e6 : 10000.0;
+    }
+    c.validate();
+    return c;
+  }
+};
+
+/// A new model with the family's initialisation (GPT-2's, or N(0, 0.02) with a tied head).
+inline ef::model new_model(const ef::model_config& config, std::uint64_t seed) {
+  ef::model m;
+  m.config = config;
+  m.weights = config.positions == ef::position_kind::rotary
+                  ? ef::init_llama_weights<float>(config, seed)
+                  : ef::init_gpt2_weights<float>(config, seed);
+  return m;
+}
+
 struct named_shape {
   const char* name;
   ef::model_config config;

@@ -1,5 +1,10 @@
-// examples/train_command.hpp — `eigenformer train`: trains a GPT-2 on a text file and saves it in
-// the Hugging Face layout, with its tokenizer, a CSV log and a loss-curve PNG. Included by
+// examples/train_command.hpp — `eigenformer train`: trains a GPT-2 or a Llama-family model (from
+// scratch, or fine-tuning a Hugging Face checkpoint) on a text file and saves it in the Hugging
+// Face layout of its family, with its tokenizer, a CSV log and a loss-curve PNG.
+//
+// A run never loses more than --save-every steps: every N steps (and on SIGINT/SIGTERM) it writes
+// <out>/checkpoints/step-<N> atomically (train/checkpoint.hpp), and `--resume DIR` continues from
+// the newest intact checkpoint there, bit-identical to a run that was never stopped. Included by
 // cli_parse.hpp (usage_error); stb's implementation is compiled in commands/attention.cpp.
 #pragma once
 
@@ -7,33 +12,69 @@
 
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include <eigenformer/eigenformer.hpp>
 #include <eigenformer/tokenizer/bytes.hpp>
-#include <eigenformer/tokenizer/gpt2_bpe.hpp>
+#include <eigenformer/tokenizer/text_tokenizer.hpp>
+#include <eigenformer/train/checkpoint.hpp>
 #include <eigenformer/train/trainer.hpp>
 
 #include "cli_parse.hpp"
 #include "loss_plot.hpp"
+#include "model_shapes.hpp"
 
 namespace eigenformer_cli {
 
 struct train_options {
-  std::string data, out, tokenizer = "bytes", tokenizer_dir, init;
-  // The architecture of a new model (ignored with --init); the vocabulary comes from the tokenizer.
-  eigenformer::index_t layers = 4, heads = 4, embd = 128, ctx = 128;
+  std::string data, out, tokenizer, tokenizer_dir, init, resume;
+  architecture_options shape;  // a new model's (not with --init); the vocabulary: the tokenizer's
   eigenformer::index_t batch = 16, seq_len = 0, steps = 1000, grad_accum = 1, warmup = -1;
-  eigenformer::index_t eval_every = 100, eval_batches = 8;
+  eigenformer::index_t eval_every = 100, eval_batches = 8, save_every = 0;
   double lr = 1e-3, min_lr = -1, weight_decay = 0.1, grad_clip = 1.0, eval_fraction = 0.1;
   std::uint64_t seed = 1;
   int threads = 0;
   std::string command_line;  // recorded in config.json
+
+  train_options() { shape.layers = 4, shape.heads = 4, shape.embd = 128, shape.ctx = 128; }
+
+  /// The options that define the run: a resumed run must be given the same ones (--threads,
+  /// --save-every, --out and --resume may change; the data is checked by its checksum).
+  nlohmann::json defining() const {
+    return {{"arch", shape.arch},
+            {"layers", shape.layers},
+            {"heads", shape.heads},
+            {"kv-heads", shape.kv_heads},
+            {"head-dim", shape.head_dim},
+            {"embd", shape.embd},
+            {"inner", shape.inner},
+            {"ctx", shape.ctx},
+            {"window", shape.window},
+            {"rope-theta", shape.rope_theta},
+            {"init", init},
+            {"tokenizer", tokenizer},
+            {"tokenizer-dir", tokenizer_dir},
+            {"batch", batch},
+            {"seq-len", seq_len},
+            {"steps", steps},
+            {"grad-accum", grad_accum},
+            {"warmup", warmup},
+            {"eval-every", eval_every},
+            {"eval-batches", eval_batches},
+            {"eval-fraction", eval_fraction},
+            {"lr", lr},
+            {"min-lr", min_lr},
+            {"weight-decay", weight_decay},
+            {"grad-clip", grad_clip},
+            {"seed", seed}};
+  }
 };
 
 namespace train_detail {
@@ -73,49 +114,155 @@ std::string progress_line(eigenformer::index_t step, eigenformer::index_t total,
   return buf;
 }
 
+/// The tokenizer of a run: the byte tokenizer, or a directory's (tokenizer.json, or GPT-2's
+/// vocab.json + merges.txt), with the files that travel with the model.
+struct run_tokenizer {
+  std::unique_ptr<eigenformer::text_tokenizer> text;  // null: bytes
+  eigenformer::byte_tokenizer bytes;
+  std::vector<std::string> files;  // copied next to the model and into checkpoints
+
+  eigenformer::index_t vocab_size() const { return text ? text->vocab_size() : bytes.vocab_size(); }
+  std::vector<eigenformer::token_id> encode(const std::string& s) const {
+    return text ? text->encode(s, /*add_special_tokens=*/false) : bytes.encode(s);
+  }
+  void save(const fs::path& out) const {
+    if (!text) return eigenformer::save_byte_tokenizer(bytes, out.string());
+    for (const auto& file : files) {
+      const fs::path dst = out / fs::path(file).filename();
+      if (!fs::exists(dst) || fs::weakly_canonical(file) != fs::weakly_canonical(dst)) {
+        fs::copy_file(file, dst, fs::copy_options::overwrite_existing);
+      }
+    }
+  }
+};
+
+run_tokenizer load_tokenizer(const std::string& kind, const std::string& dir) {
+  run_tokenizer t;
+  if (kind == "bytes") return t;
+  if (dir.empty()) {
+    throw usage_error("--tokenizer " + kind + " needs --tokenizer-dir DIR (or --init DIR)");
+  }
+  t.text =
+      std::make_unique<eigenformer::text_tokenizer>(eigenformer::text_tokenizer::from_path(dir));
+  for (const char* name : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                           "vocab.json", "merges.txt"}) {
+    const fs::path p = fs::path(dir) / name;
+    if (fs::is_regular_file(p)) t.files.push_back(p.string());
+  }
+  return t;
+}
+
+/// The text file's checksum and size: a resumed run must read the same data.
+nlohmann::json data_identity(const std::string& path) {
+  return {{"bytes", fs::file_size(path)},
+          {"fnv1a64", eigenformer::detail::hex64(eigenformer::file_checksum(path))}};
+}
+
+/// The first option whose value differs between a checkpoint's run and this command, or "".
+std::string first_difference(const nlohmann::json& saved, const nlohmann::json& now) {
+  for (const auto& [key, value] : now.items()) {
+    if (!saved.contains(key) || saved[key] != value) {
+      return "--" + key + " is " + value.dump() + ", the checkpoint's run had " +
+             (saved.contains(key) ? saved[key].dump() : std::string("none"));
+    }
+  }
+  return "";
+}
+
+/// log.csv rows up to `step` (a resumed run drops what came after its checkpoint), and the
+/// curves for the plot.
+struct log_rows {
+  std::vector<std::string> lines;  // without the header
+  std::vector<loss_point> train, eval;
+};
+
+log_rows read_log(const fs::path& path, eigenformer::index_t up_to_step) {
+  log_rows rows;
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::vector<std::string> cells;
+    std::stringstream ss(line);
+    std::string cell;
+    while (std::getline(ss, cell, ',')) cells.push_back(cell);
+    if (cells.size() < 3) continue;
+    const double step = std::atof(cells[0].c_str());
+    if (step > double(up_to_step)) break;
+    rows.lines.push_back(line);
+    if (!cells[1].empty()) rows.train.push_back({step, std::atof(cells[1].c_str())});
+    if (!cells[2].empty()) rows.eval.push_back({step, std::atof(cells[2].c_str())});
+  }
+  return rows;
+}
+
+volatile std::sig_atomic_t stop_signal = 0;
+extern "C" inline void on_stop_signal(int sig) {
+  stop_signal = sig;
+}
+
 }  // namespace train_detail
 
 inline int run_train(train_options opt) {
   namespace ef = eigenformer;
   using namespace train_detail;
   if (opt.threads > 0) ef::set_num_threads(opt.threads);
-  if (opt.tokenizer != "bytes" && opt.tokenizer != "gpt2") {
-    throw usage_error("--tokenizer must be bytes or gpt2");
+  if (opt.tokenizer.empty()) opt.tokenizer = opt.init.empty() ? "bytes" : "model";
+  if (opt.tokenizer != "bytes" && opt.tokenizer != "gpt2" && opt.tokenizer != "model") {
+    throw usage_error("--tokenizer must be bytes, gpt2 or model");
+  }
+  if (opt.steps < 1 || opt.eval_every < 1 || opt.eval_batches < 1 || opt.save_every < 0) {
+    throw usage_error(
+        "--steps, --eval-every and --eval-batches must be at least 1, --save-every 0 "
+        "or more");
   }
   const std::string text = read_text(opt.data);
+  const fs::path out(opt.out);
 
-  // The model: a checkpoint to fine-tune, or GPT-2's initialisation of the requested shape.
+  // Resuming: the newest intact checkpoint of --resume, if there is one yet.
+  std::string checkpoint;
+  if (!opt.resume.empty()) {
+    std::vector<std::string> skipped;
+    checkpoint = ef::find_resume_checkpoint(opt.resume, &skipped);
+    for (const auto& why : skipped) std::fprintf(stderr, "train: skipped %s\n", why.c_str());
+  }
+
+  // The tokenizer: bytes, or a directory's (the --init model's by default).
+  std::string tokenizer_dir = opt.tokenizer_dir.empty() ? opt.init : opt.tokenizer_dir;
+  if (!checkpoint.empty() && opt.tokenizer != "bytes") tokenizer_dir = checkpoint;  // its copy
+  const run_tokenizer tokenizer = load_tokenizer(opt.tokenizer, tokenizer_dir);
+  const std::vector<ef::token_id> tokens = tokenizer.encode(text);
+  const ef::index_t vocab = tokenizer.vocab_size();
+
+  // The model: a checkpoint's, a checkpoint to fine-tune, or a new one.
   ef::model m;
-  std::string tokenizer_source = opt.tokenizer_dir;
-  if (!opt.init.empty()) {
-    m = ef::load_hf_gpt2<float>(opt.init);
-    ef::validate_weights(m.config, m.weights);
-    if (tokenizer_source.empty()) tokenizer_source = opt.init;
-  }
-  std::vector<ef::token_id> tokens;
-  std::unique_ptr<ef::gpt2_tokenizer> bpe;
-  const ef::byte_tokenizer bytes;
-  ef::index_t vocab = 0;
-  if (opt.tokenizer == "bytes") {
-    tokens = bytes.encode(text);
-    vocab = bytes.vocab_size();
-  } else {
-    if (tokenizer_source.empty()) {
-      throw usage_error("--tokenizer gpt2 needs --tokenizer-dir DIR (vocab.json + merges.txt)");
+  ef::checkpoint_contents<float> resumed;
+  if (!checkpoint.empty()) {
+    resumed = ef::read_checkpoint<float>(checkpoint);
+    const auto& record = resumed.run;
+    if (!record.contains("options") || !record.contains("data") || !record.contains("sampler") ||
+        !record.contains("step")) {
+      throw ef::checkpoint_error(checkpoint + "/trainer.json: not written by eigenformer train");
     }
-    bpe =
-        std::make_unique<ef::gpt2_tokenizer>(ef::gpt2_tokenizer::from_directory(tokenizer_source));
-    tokens = bpe->encode(text);
-    vocab = bpe->vocab_size();
+    if (const auto diff = first_difference(record["options"], opt.defining()); !diff.empty()) {
+      throw usage_error("--resume " + checkpoint + ": " + diff);
+    }
+    if (record["data"] != data_identity(opt.data)) {
+      throw usage_error("--resume " + checkpoint + ": --data '" + opt.data +
+                        "' is not the text the run was trained on (size or checksum differs)");
+    }
+    m.config = resumed.config;
+    m.weights = std::move(resumed.weights);
+  } else if (!opt.init.empty()) {
+    m = ef::load_hf_model<float>(opt.init);
+    ef::validate_weights(m.config, m.weights);
+    if (m.weights.is_compressed()) throw usage_error("--init: bf16 or quantized weights");
+  } else {
+    m = new_model(opt.shape.config(vocab), opt.seed);
   }
-  if (opt.init.empty()) {
-    m.config = ef::model_config::gpt2(opt.layers, opt.heads, opt.embd, vocab, opt.ctx);
-    m.config.validate();
-    m.weights = ef::init_gpt2_weights<float>(m.config, opt.seed);
-  } else if (vocab > m.config.vocab_size) {
+  if (vocab > m.config.vocab_size) {
     throw usage_error(ef::detail::concat("the ", opt.tokenizer, " tokenizer has ", vocab,
-                                         " tokens, the model in --init only ",
-                                         m.config.vocab_size));
+                                         " tokens, the model only ", m.config.vocab_size));
   }
 
   ef::training_options t;
@@ -128,67 +275,104 @@ inline int run_train(train_options opt) {
   const ef::index_t warmup =
       opt.warmup >= 0 ? opt.warmup : std::max<ef::index_t>(1, opt.steps / 20);
   t.schedule = {opt.lr, opt.min_lr >= 0 ? opt.min_lr : opt.lr / 10, warmup, opt.steps};
-  if (opt.steps < 1 || opt.eval_every < 1 || opt.eval_batches < 1) {
-    throw usage_error("--steps, --eval-every and --eval-batches must be at least 1");
-  }
   t.validate(m.config);
   const auto split = ef::split_tokens(tokens, opt.eval_fraction, t.seq_len);
 
+  ef::trainer trainer(m.config, m.weights, t);
+  ef::index_t first_step = 1;
+  if (!checkpoint.empty()) {
+    const ef::index_t step = resumed.run["step"].get<ef::index_t>();
+    trainer.resume(step, std::move(resumed.optimizer), resumed.run["sampler"].get<std::string>());
+    first_step = step + 1;
+  }
+
   fs::create_directories(opt.out);
-  const fs::path out(opt.out);
-  std::ofstream csv(out / "log.csv");
+  log_rows history;
+  if (first_step > 1) history = read_log(out / "log.csv", first_step - 1);
+  std::ofstream csv(out / "log.csv", std::ios::trunc);
   if (!csv) throw usage_error("cannot write " + (out / "log.csv").string());
   csv << "step,train_loss,eval_loss,lr,tokens_per_s\n";
+  for (const auto& line : history.lines) csv << line << '\n';
+  csv.flush();
 
   ef::index_t n_params = 0;
   ef::for_each_parameter(
       m.config, m.weights,
       [&](const std::string&, const auto& tensor, const auto&) { n_params += tensor.size(); });
   std::fprintf(stderr,
-               "train: %lld parameters (%lld layers, %lld heads, C = %lld, V = %lld, ctx %lld); "
-               "%zu tokens (%zu train, %zu held out); B = %lld x T = %lld x %lld accumulation; "
-               "%d threads\n",
-               static_cast<long long>(n_params), static_cast<long long>(m.config.n_layer),
-               static_cast<long long>(m.config.n_head), static_cast<long long>(m.config.n_embd),
-               static_cast<long long>(m.config.vocab_size), static_cast<long long>(m.config.n_ctx),
-               tokens.size(), split.train.size(), split.eval.size(),
-               static_cast<long long>(t.batch), static_cast<long long>(t.seq_len),
-               static_cast<long long>(t.grad_accum), ef::num_threads());
+               "train: %s, %lld parameters (%lld layers, %lld heads, C = %lld, V = %lld, ctx "
+               "%lld); %zu tokens (%zu train, %zu held out); B = %lld x T = %lld x %lld "
+               "accumulation; %d threads\n",
+               m.config.model_type.c_str(), static_cast<long long>(n_params),
+               static_cast<long long>(m.config.n_layer), static_cast<long long>(m.config.n_head),
+               static_cast<long long>(m.config.n_embd), static_cast<long long>(m.config.vocab_size),
+               static_cast<long long>(m.config.n_ctx), tokens.size(), split.train.size(),
+               split.eval.size(), static_cast<long long>(t.batch),
+               static_cast<long long>(t.seq_len), static_cast<long long>(t.grad_accum),
+               ef::num_threads());
 
-  ef::trainer trainer(m.config, m.weights, t);
-  std::vector<loss_point> train_curve, eval_curve;
-  const double initial_eval = trainer.evaluate(split.eval, opt.eval_batches);
-  eval_curve.push_back({0.0, initial_eval});
-  csv << 0 << ",," << initial_eval << ",,\n";
-  std::fprintf(stderr, "train: step 0: held-out loss %.4f\n", initial_eval);
+  const nlohmann::json data_id = data_identity(opt.data);
+  const auto save_checkpoint = [&](ef::index_t step) {
+    const nlohmann::json record = {{"step", step},
+                                   {"sampler", trainer.sampler_state()},
+                                   {"options", opt.defining()},
+                                   {"data", data_id},
+                                   {"command", opt.command_line}};
+    return ef::save_run_checkpoint<float>(opt.out, step, m.config, m.weights,
+                                          trainer.optimizer_state(), record, tokenizer.files);
+  };
+
+  double last_eval = history.eval.empty() ? NAN : history.eval.back().loss;
+  double last_loss = history.train.empty() ? NAN : history.train.back().loss;
+  if (first_step == 1) {
+    last_eval = trainer.evaluate(split.eval, opt.eval_batches);
+    history.eval.push_back({0.0, last_eval});
+    csv << 0 << ",," << last_eval << ",,\n";
+    std::fprintf(stderr, "train: step 0: held-out loss %.4f\n", last_eval);
+  } else {
+    std::fprintf(stderr, "train: resumed from %s at step %lld\n", checkpoint.c_str(),
+                 static_cast<long long>(first_step - 1));
+  }
+
+  // SIGINT/SIGTERM: finish the step, save a checkpoint, then die of the signal.
+  train_detail::stop_signal = 0;
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  struct sigaction old_int {
+  }, old_term{};
+  sigaction(SIGINT, &action, &old_int);
+  sigaction(SIGTERM, &action, &old_term);
 
   const bool tty = isatty(fileno(stderr)) != 0;
   const double tokens_per_step = double(t.batch * t.seq_len * t.grad_accum);
   using clock = std::chrono::steady_clock;
-  const auto start = clock::now();
-  double train_seconds = 0, last_loss = 0, last_eval = initial_eval;
-  for (ef::index_t step = 1; step <= opt.steps; ++step) {
+  double train_seconds = 0;
+  ef::index_t steps_run = 0;
+  for (ef::index_t step = first_step; step <= opt.steps; ++step) {
     const auto t0 = clock::now();
     const auto r = trainer.step(split.train);
     const double dt = std::chrono::duration<double>(clock::now() - t0).count();
     train_seconds += dt;
+    ++steps_run;
     last_loss = r.loss;
     if (!std::isfinite(r.loss)) {
       throw ef::value_error(ef::detail::concat("train: the loss became ", r.loss, " at step ", step,
                                                " (try a lower --lr)"));
     }
     const double rate = tokens_per_step / dt;
-    const double eta = train_seconds / double(step) * double(opt.steps - step);
-    train_curve.push_back({double(step), r.loss});
+    const double eta = train_seconds / double(steps_run) * double(opt.steps - step);
+    history.train.push_back({double(step), r.loss});
     const bool evaluate = step % opt.eval_every == 0 || step == opt.steps;
     double eval_loss = NAN;
     if (evaluate) {
       eval_loss = last_eval = trainer.evaluate(split.eval, opt.eval_batches);
-      eval_curve.push_back({double(step), eval_loss});
+      history.eval.push_back({double(step), eval_loss});
     }
     csv << step << ',' << r.loss << ',';
     if (evaluate) csv << eval_loss;
     csv << ',' << r.lr << ',' << rate << '\n';
+    csv.flush();
     const std::string line = progress_line(step, opt.steps, r.loss, rate, eta);
     if (tty) {
       std::fprintf(stderr, "\r%s", line.c_str());
@@ -199,36 +383,44 @@ inline int run_train(train_options opt) {
     if (evaluate)
       std::fprintf(stderr, "train: step %lld: held-out loss %.4f\n", static_cast<long long>(step),
                    eval_loss);
-  }
-  csv.close();
-  const double total_seconds = std::chrono::duration<double>(clock::now() - start).count();
-
-  ef::save_hf_gpt2(m, opt.out,
-                   {{"eigenformer_training",
-                     {{"command", opt.command_line},
-                      {"steps", opt.steps},
-                      {"final_train_loss", last_loss},
-                      {"final_eval_loss", last_eval},
-                      {"tokenizer", opt.tokenizer}}}});
-  if (opt.tokenizer == "bytes") {
-    ef::save_byte_tokenizer(bytes, opt.out);
-  } else {
-    for (const char* file : {"vocab.json", "merges.txt"}) {
-      const fs::path src = fs::path(tokenizer_source) / file, dst = out / file;
-      if (fs::weakly_canonical(src) != fs::weakly_canonical(dst)) {
-        fs::copy_file(src, dst, fs::copy_options::overwrite_existing);
+    const bool stopping = train_detail::stop_signal != 0;
+    if (stopping || (opt.save_every > 0 && (step % opt.save_every == 0 || step == opt.steps))) {
+      const std::string dir = save_checkpoint(step);
+      if (stopping) {
+        const int sig = train_detail::stop_signal;
+        csv.close();
+        std::fprintf(stderr,
+                     "\ntrain: stopped by %s after step %lld; checkpoint %s\n"
+                     "train: continue with the same command and --resume %s\n",
+                     sig == SIGINT ? "SIGINT" : "SIGTERM", static_cast<long long>(step),
+                     dir.c_str(), opt.out.c_str());
+        sigaction(SIGINT, &old_int, nullptr);
+        sigaction(SIGTERM, &old_term, nullptr);
+        std::raise(sig);  // the exit status says what stopped the run
+        return 128 + sig;
       }
     }
   }
-  const bool plotted = loss_plot(800, 450).write((out / "loss.png").string(), train_curve,
-                                                 eval_curve, double(opt.steps));
-  std::fprintf(
-      stderr,
-      "train: %lld steps in %s (%.0f tok/s); train loss %.4f, held-out loss %.4f\n"
-      "train: wrote %s/{config.json, model.safetensors, vocab.json, merges.txt, log.csv%s}\n",
-      static_cast<long long>(opt.steps), duration(total_seconds).c_str(),
-      tokens_per_step * double(opt.steps) / train_seconds, last_loss, last_eval, opt.out.c_str(),
-      plotted ? ", loss.png" : "");
+  sigaction(SIGINT, &old_int, nullptr);
+  sigaction(SIGTERM, &old_term, nullptr);
+  csv.close();
+
+  ef::save_hf_model(m, opt.out,
+                    {{"eigenformer_training",
+                      {{"command", opt.command_line},
+                       {"steps", opt.steps},
+                       {"final_train_loss", last_loss},
+                       {"final_eval_loss", last_eval},
+                       {"tokenizer", opt.tokenizer}}}});
+  tokenizer.save(out);
+  const bool plotted = loss_plot(800, 450).write((out / "loss.png").string(), history.train,
+                                                 history.eval, double(opt.steps));
+  std::fprintf(stderr,
+               "train: %lld steps (%lld in this run, %.0f tok/s); train loss %.4f, held-out loss "
+               "%.4f\ntrain: wrote %s/{config.json, model.safetensors, tokenizer, log.csv%s}\n",
+               static_cast<long long>(opt.steps), static_cast<long long>(steps_run),
+               steps_run > 0 ? tokens_per_step * double(steps_run) / train_seconds : 0.0, last_loss,
+               last_eval, opt.out.c_str(), plotted ? ", loss.png" : "");
   if (!plotted) throw ef::io_error((out / "loss.png").string() + ": cannot write");
   return 0;
 }

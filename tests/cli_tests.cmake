@@ -7,6 +7,15 @@ endif()
 add_test(NAME cli COMMAND ${EIGENFORMER_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_cli.py
                           $<TARGET_FILE:eigenformer_cli> ${CMAKE_CURRENT_SOURCE_DIR}/fixtures)
 
+# `eigenformer train`: the Llama family read back by an independent numpy reader, fine-tuning with
+# a real tokenizer.json, and runs killed at random moments resumed bit-identical.
+add_test(NAME train COMMAND ${EIGENFORMER_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_train.py
+                            $<TARGET_FILE:eigenformer_cli> ${CMAKE_CURRENT_SOURCE_DIR}/npm/node_modules)
+set_tests_properties(train PROPERTIES TIMEOUT 900)
+if(EIGENFORMER_SANITIZE)
+  set_tests_properties(train PROPERTIES ENVIRONMENT EIGENFORMER_SANITIZED=1)
+endif()
+
 # `eigenformer serve` over HTTP on 127.0.0.1 (built with cpp-httplib only): Python's own HTTP
 # client, 32 concurrent clients, faults, memory, signals.
 if(HTTPLIB_FOUND)

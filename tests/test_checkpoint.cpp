@@ -105,8 +105,8 @@ TYPED_TEST(Checkpoint, ResumingFromACheckpointEndsBitIdenticalToAnUninterruptedR
   EXPECT_EQ(loaded.config.n_kv_head, 2);
   EXPECT_FALSE(loaded.weights.tied_lm_head());
   ef::basic_trainer<S> t(loaded.config, loaded.weights, options(total));
-  t.resume(loaded.trainer["step"].template get<index_t>(), loaded.optimizer,
-           loaded.trainer["sampler"].template get<std::string>());
+  t.resume(loaded.run["step"].template get<index_t>(), loaded.optimizer,
+           loaded.run["sampler"].template get<std::string>());
   for (index_t s = stop_at; s < total; ++s) t.step(tokens);
   EXPECT_TRUE(same_bits(c, loaded.weights, uninterrupted));
   // Not vacuous: training moved the weights away from their initial values.

@@ -1,5 +1,6 @@
-// eigenformer train --data FILE --out DIR [options]: trains a GPT-2 on a text file (see
-// train_command.hpp for what a run writes).
+// eigenformer train --data FILE --out DIR [--arch ... | --init DIR] [--save-every N]
+// [--resume DIR] [options]: trains a GPT-2 or a Llama-family model on a text file (see
+// train_command.hpp for what a run writes and how it resumes).
 #include "../cli_common.hpp"
 #include "../commands.hpp"
 #include "../train_command.hpp"
@@ -9,24 +10,28 @@ namespace eigenformer_cli {
 void add_train_command(CLI::App& app, int argc, char** argv) {
   auto opt = std::make_shared<train_options>();
   auto& train = *opt;
-  auto* train_cmd = app.add_subcommand("train", "train a GPT-2 on a text file");
+  auto* train_cmd =
+      app.add_subcommand("train", "train a GPT-2 or a Llama-family model on a text file");
   train_cmd->add_option("--data", train.data, "UTF-8 (or any) text file to train on")->required();
   train_cmd->add_option("--out", train.out, "directory for the model, tokenizer, log.csv, loss.png")
       ->required();
   train_cmd
       ->add_option("--tokenizer", train.tokenizer,
-                   "bytes (default: 256 bytes + end of text) or gpt2")
-      ->check(CLI::IsMember({"bytes", "gpt2"}));
+                   "bytes (256 bytes + end of text; the default for a new model), or model: the "
+                   "tokenizer.json or vocab.json + merges.txt of --tokenizer-dir or --init (the "
+                   "default with --init; gpt2 is a synonym)")
+      ->check(CLI::IsMember({"bytes", "gpt2", "model"}));
   train_cmd->add_option("--tokenizer-dir", train.tokenizer_dir,
-                        "vocab.json + merges.txt for --tokenizer gpt2 (default: the --init model)");
-  auto* init_dir = train_cmd->add_option("--init", train.init, "fine-tune this checkpoint");
-  for (auto [name, value, help] :
-       {std::tuple{"--layers", &train.layers, "layers of a new model (default 4)"},
-        std::tuple{"--heads", &train.heads, "heads (default 4)"},
-        std::tuple{"--embd", &train.embd, "channels C (default 128)"},
-        std::tuple{"--ctx", &train.ctx, "context length n_ctx (default 128)"}}) {
-    train_cmd->add_option(name, *value, help)->excludes(init_dir);
-  }
+                        "the tokenizer's directory (default: the --init model)");
+  auto* init_dir = train_cmd->add_option(
+      "--init", train.init, "fine-tune this Hugging Face checkpoint (GPT-2 or Llama family)");
+  train.shape.add_to(*train_cmd, init_dir);
+  train_cmd->add_option("--save-every", train.save_every,
+                        "write a checkpoint every N steps and at the end (default 0: only on "
+                        "SIGINT/SIGTERM)");
+  train_cmd->add_option("--resume", train.resume,
+                        "continue from the newest intact checkpoint in DIR (a run's --out, or a "
+                        "checkpoint); starts from the beginning if it has none yet");
   train_cmd->add_option("--batch", train.batch, "sequences per micro-batch B (default 16)");
   train_cmd->add_option("--seq-len", train.seq_len, "tokens per sequence T (default: n_ctx)");
   train_cmd->add_option("--steps", train.steps, "optimizer steps (default 1000)");

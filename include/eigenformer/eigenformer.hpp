@@ -48,5 +48,6 @@
 #include "eigenformer/io/hf_model.hpp"
 #include "eigenformer/io/model_file.hpp"
 #include "eigenformer/io/safetensors.hpp"
+#include "eigenformer/train/checkpoint.hpp"
 #endif
 #endif

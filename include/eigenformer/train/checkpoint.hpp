@@ -125,7 +125,7 @@ inline void verify_checkpoint(const std::string& dir) {
     if (ec) throw checkpoint_error(path.string() + ": missing");
     if (!entry["bytes"].is_number_unsigned() || size != entry["bytes"].get<std::uintmax_t>()) {
       throw checkpoint_error(detail::concat(path.string(), ": ", size, " bytes, the manifest says ",
-                                            entry["bytes"].dump(), " (truncated?)"));
+                                            entry["bytes"].dump(), " (truncated or damaged)"));
     }
     if (detail::hex64(file_checksum(path.string())) != entry["fnv1a64"]) {
       throw checkpoint_error(path.string() + ": checksum differs from the manifest (damaged)");
@@ -139,7 +139,7 @@ struct checkpoint_contents {
   model_config config;
   basic_model_weights<Scalar> weights;
   basic_adamw_state<Scalar> optimizer;
-  nlohmann::json trainer;  // the caller's record of the run
+  nlohmann::json run;  // the caller's record of the run (trainer.json)
 };
 
 /// Writes a complete checkpoint to `dir` (which must not exist) atomically; see the top of the
@@ -147,7 +147,7 @@ struct checkpoint_contents {
 template <class Scalar>
 void write_checkpoint(const std::string& dir, const model_config& config,
                       const basic_model_weights<Scalar>& weights,
-                      const basic_adamw_state<Scalar>& optimizer, const nlohmann::json& trainer,
+                      const basic_adamw_state<Scalar>& optimizer, const nlohmann::json& run_record,
                       const std::vector<std::string>& extra_files = {}) {
   namespace fs = std::filesystem;
   validate_weights(config, weights);
@@ -179,7 +179,7 @@ void write_checkpoint(const std::string& dir, const model_config& config,
   }
   w.write((partial / "weights.safetensors").string());
   moments.write((partial / "optimizer.safetensors").string());
-  nlohmann::json record = trainer;
+  nlohmann::json record = run_record;
   record["optimizer_step"] = optimizer.step;
   detail::write_text_file((partial / "trainer.json").string(), record.dump(2) + "\n");
   for (const auto& file : extra_files) {
@@ -209,7 +209,7 @@ checkpoint_contents<Scalar> read_checkpoint(const std::string& dir) {
   verify_checkpoint(dir);
   checkpoint_contents<Scalar> c;
   c.config = read_hf_model_config(dir);
-  c.trainer = detail::read_json_file((fs::path(dir) / "trainer.json").string());
+  c.run = detail::read_json_file((fs::path(dir) / "trainer.json").string());
   const safetensors_file weights((fs::path(dir) / "weights.safetensors").string());
   const safetensors_file moments((fs::path(dir) / "optimizer.safetensors").string());
   const bool tied = !weights.contains("lm_head.weight");
@@ -231,10 +231,10 @@ checkpoint_contents<Scalar> read_checkpoint(const std::string& dir) {
   c.optimizer.v = shaped();
   fill(moments, "m.", c.optimizer.m);
   fill(moments, "v.", c.optimizer.v);
-  if (!c.trainer.contains("optimizer_step") || !c.trainer["optimizer_step"].is_number_integer()) {
+  if (!c.run.contains("optimizer_step") || !c.run["optimizer_step"].is_number_integer()) {
     throw checkpoint_error(dir + "/trainer.json: no optimizer_step");
   }
-  c.optimizer.step = c.trainer["optimizer_step"].template get<std::int64_t>();
+  c.optimizer.step = c.run["optimizer_step"].template get<std::int64_t>();
   return c;
 }
 
@@ -299,7 +299,7 @@ std::string save_run_checkpoint(const std::string& run_dir, std::int64_t step,
                                 const model_config& config,
                                 const basic_model_weights<Scalar>& weights,
                                 const basic_adamw_state<Scalar>& optimizer,
-                                const nlohmann::json& trainer,
+                                const nlohmann::json& run_record,
                                 const std::vector<std::string>& extra_files = {}) {
   namespace fs = std::filesystem;
   const fs::path root = fs::path(run_dir) / "checkpoints";
@@ -312,7 +312,7 @@ std::string save_run_checkpoint(const std::string& run_dir, std::int64_t step,
       fs::remove_all(dir);  // damaged: replaced by this save
     }
   }
-  if (!fs::exists(dir)) write_checkpoint(dir, config, weights, optimizer, trainer, extra_files);
+  if (!fs::exists(dir)) write_checkpoint(dir, config, weights, optimizer, run_record, extra_files);
   for (const auto& [older, path] : detail::run_checkpoints(run_dir)) {
     if (older != step) fs::remove_all(path);
   }
