@@ -1,7 +1,10 @@
 // train/trainer.hpp (with train/data.hpp): a tiny model memorises a tiny text, reproducibly.
 #include <gtest/gtest.h>
 
+#include <condition_variable>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <eigenformer/train/trainer.hpp>
@@ -99,6 +102,116 @@ TEST(TrainingData, SplitKeepsTheTailForEvaluationAndChecksLength) {
     }
   }
   EXPECT_THROW(eigenformer::sample_batch(std::vector<token_id>(5), 1, 5, rng, x, y),
+               eigenformer::value_error);
+}
+
+// --- Data parallelism, with the ranks as threads of this process (MPI's version: ctest mpi) ---
+
+/// R ranks in one process: sum() adds the ranks' buffers in rank order ((a0 + a1) + a2) + ...,
+/// and every rank copies the same result.
+class thread_group {
+ public:
+  explicit thread_group(int world) : world_(world), buffers_(std::size_t(world)) {}
+
+  eigenformer::gradient_communicator communicator(int rank) {
+    eigenformer::gradient_communicator c;
+    c.rank = rank, c.world = world_;
+    c.sum_float = [this, rank](float* data, index_t n) { sum(rank, data, n); };
+    c.sum_double = [this, rank](double* data, index_t n) { sum(rank, data, n); };
+    return c;
+  }
+
+ private:
+  template <class T>
+  void sum(int rank, T* data, index_t n) {
+    buffers_[std::size_t(rank)] = data;
+    barrier();
+    std::vector<T> total(static_cast<std::size_t>(n));
+    for (index_t i = 0; i < n; ++i) {
+      T acc = static_cast<const T*>(buffers_[0])[i];
+      for (int r = 1; r < world_; ++r) acc += static_cast<const T*>(buffers_[std::size_t(r)])[i];
+      total[std::size_t(i)] = acc;
+    }
+    barrier();  // everyone has read every buffer
+    std::copy(total.begin(), total.end(), data);
+    barrier();
+  }
+  void barrier() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    const long generation = generation_;
+    if (++arrived_ == world_) {
+      arrived_ = 0;
+      ++generation_;
+      cv_.notify_all();
+    } else {
+      cv_.wait(lock, [&] { return generation_ != generation; });
+    }
+  }
+
+  int world_;
+  std::vector<const void*> buffers_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  int arrived_ = 0;
+  long generation_ = 0;
+};
+
+/// Trains `world` ranks (threads) for `steps` steps; returns rank 0's weights and losses, and
+/// checks that every rank ends with the same weights.
+std::pair<eigenformer::model_weights, std::vector<double>> train_ranks(int world, int steps) {
+  auto config = eigenformer::model_config::llama();
+  config.n_layer = 2, config.n_head = 4, config.n_kv_head = 2, config.n_embd = 32;
+  config.n_inner = 48, config.vocab_size = 128, config.n_ctx = 32;
+  const auto tokens = bytes_of(tiny_text + tiny_text);
+  auto options = tiny_options(steps);
+  options.batch = 8, options.seq_len = 16, options.grad_accum = 2;
+  thread_group group(world);
+  std::vector<eigenformer::model_weights> weights(static_cast<std::size_t>(world));
+  std::vector<std::vector<double>> losses(static_cast<std::size_t>(world));
+  std::vector<std::thread> ranks;
+  for (int r = 0; r < world; ++r) {
+    ranks.emplace_back([&, r] {
+      weights[std::size_t(r)] = eigenformer::init_llama_weights<float>(config, 5);
+      eigenformer::trainer t(config, weights[std::size_t(r)], options, group.communicator(r));
+      for (int s = 0; s < steps; ++s) losses[std::size_t(r)].push_back(t.step(tokens).loss);
+    });
+  }
+  for (auto& t : ranks) t.join();
+  for (int r = 1; r < world; ++r) {
+    EXPECT_TRUE(weights[std::size_t(r)].wte == weights[0].wte) << "rank " << r;
+    EXPECT_TRUE(weights[std::size_t(r)].blocks[1].attn.qkv.weight ==
+                weights[0].blocks[1].attn.qkv.weight)
+        << "rank " << r;
+  }
+  return {weights[0], losses[0]};
+}
+
+TEST(DataParallel, TwoRanksAreBitIdenticalToOneProcessAndFourWithinRounding) {
+  const int threads = eigenformer::num_threads();
+  eigenformer::set_num_threads(1);  // the ranks are the threads here
+  const auto [one, one_losses] = train_ranks(1, 4);
+  const auto [two, two_losses] = train_ranks(2, 4);
+  const auto [four, four_losses] = train_ranks(4, 4);
+  eigenformer::set_num_threads(threads);
+  EXPECT_EQ(two_losses, one_losses);
+  EXPECT_TRUE(two.wte == one.wte);
+  EXPECT_TRUE(two.blocks[0].mlp.fc.weight == one.blocks[0].mlp.fc.weight);
+  EXPECT_TRUE(two.blocks[1].attn.q_norm == one.blocks[1].attn.q_norm);
+  for (std::size_t s = 0; s < one_losses.size(); ++s) {
+    EXPECT_NEAR(four_losses[s], one_losses[s], 1e-6 * one_losses[s]);
+  }
+  const double scale = one.wte.cwiseAbs().maxCoeff();
+  EXPECT_LT((four.wte - one.wte).cwiseAbs().maxCoeff(), 1e-5 * scale);
+  EXPECT_FALSE(four.wte == one.wte);  // four shards sum in another order: not the same bits
+}
+
+TEST(DataParallel, ABatchThatDoesNotSplitOverTheRanksIsRefused) {
+  const auto config = tiny_model();
+  auto w = eigenformer::init_gpt2_weights<float>(config, 1);
+  thread_group group(3);
+  auto options = tiny_options(1);
+  options.batch = 4;
+  EXPECT_THROW(eigenformer::trainer(config, w, options, group.communicator(0)),
                eigenformer::value_error);
 }
 
