@@ -27,6 +27,10 @@
 #include <eigenformer/train/checkpoint.hpp>
 #include <eigenformer/train/trainer.hpp>
 
+#ifdef EIGENFORMER_HAVE_MPI
+#include <eigenformer/train/mpi.hpp>
+#endif
+
 #include "cli_parse.hpp"
 #include "loss_plot.hpp"
 #include "model_shapes.hpp"
@@ -196,6 +200,21 @@ log_rows read_log(const fs::path& path, eigenformer::index_t up_to_step) {
   return rows;
 }
 
+/// How many processes mpirun started (1 when not under mpirun).
+int mpirun_world_size() {
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"}) {
+    if (const char* v = std::getenv(name)) return std::max(1, std::atoi(v));
+  }
+  return 1;
+}
+
+/// Threads per rank by default: the cores shared among the ranks on this host.
+int default_threads() {
+  const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+  const int ranks_here = local ? std::max(1, std::atoi(local)) : 1;
+  return std::max(1, eigenformer::num_threads() / ranks_here);
+}
+
 volatile std::sig_atomic_t stop_signal = 0;
 extern "C" inline void on_stop_signal(int sig) {
   stop_signal = sig;
@@ -203,10 +222,46 @@ extern "C" inline void on_stop_signal(int sig) {
 
 }  // namespace train_detail
 
+/// The processes of a run: one, or the ranks mpirun started. Rank 0 alone evaluates, logs and
+/// writes files; every rank trains on its share of each batch.
+struct run_ranks {
+  int rank = 0, world = 1;
+  eigenformer::gradient_communicator communicator;
+  std::function<bool(bool)> any = [](bool mine) { return mine; };  // agreed over all ranks
+  std::function<void()> barrier = [] {};
+  bool lead() const { return rank == 0; }
+};
+
+inline int run_train_on(train_options opt, const run_ranks& ranks);
+
 inline int run_train(train_options opt) {
+  run_ranks ranks;
+  if (train_detail::mpirun_world_size() > 1) {
+#ifdef EIGENFORMER_HAVE_MPI
+    eigenformer::mpi_session mpi;
+    ranks.rank = mpi.rank(), ranks.world = mpi.world();
+    ranks.communicator = mpi.communicator();
+    ranks.any = [&mpi](bool mine) { return mpi.any(mine); };
+    ranks.barrier = [] { MPI_Barrier(MPI_COMM_WORLD); };
+    try {
+      return run_train_on(std::move(opt), ranks);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "eigenformer: error: rank %d: %s\n", ranks.rank, e.what());
+      eigenformer::mpi_session::abort(1);  // the other ranks must not wait for this one
+    }
+#else
+    throw usage_error(
+        "started by mpirun, but this eigenformer was built without MPI "
+        "(install libopenmpi-dev and rebuild)");
+#endif
+  }
+  return run_train_on(std::move(opt), ranks);
+}
+
+inline int run_train_on(train_options opt, const run_ranks& ranks) {
   namespace ef = eigenformer;
   using namespace train_detail;
-  if (opt.threads > 0) ef::set_num_threads(opt.threads);
+  ef::set_num_threads(opt.threads > 0 ? opt.threads : default_threads());
   if (opt.tokenizer.empty()) opt.tokenizer = opt.init.empty() ? "bytes" : "model";
   if (opt.tokenizer != "bytes" && opt.tokenizer != "gpt2" && opt.tokenizer != "model") {
     throw usage_error("--tokenizer must be bytes, gpt2 or model");
@@ -224,7 +279,8 @@ inline int run_train(train_options opt) {
   if (!opt.resume.empty()) {
     std::vector<std::string> skipped;
     checkpoint = ef::find_resume_checkpoint(opt.resume, &skipped);
-    for (const auto& why : skipped) std::fprintf(stderr, "train: skipped %s\n", why.c_str());
+    if (ranks.lead())
+      for (const auto& why : skipped) std::fprintf(stderr, "train: skipped %s\n", why.c_str());
   }
 
   // The tokenizer: bytes, or a directory's (the --init model's by default).
@@ -246,6 +302,11 @@ inline int run_train(train_options opt) {
     }
     if (const auto diff = first_difference(record["options"], opt.defining()); !diff.empty()) {
       throw usage_error("--resume " + checkpoint + ": " + diff);
+    }
+    if (record.value("ranks", 1) != ranks.world) {
+      throw usage_error(ef::detail::concat("--resume ", checkpoint, ": the run had ",
+                                           record.value("ranks", 1), " ranks, this one has ",
+                                           ranks.world, " (resume with the same mpirun -np)"));
     }
     if (record["data"] != data_identity(opt.data)) {
       throw usage_error("--resume " + checkpoint + ": --data '" + opt.data +
@@ -278,7 +339,7 @@ inline int run_train(train_options opt) {
   t.validate(m.config);
   const auto split = ef::split_tokens(tokens, opt.eval_fraction, t.seq_len);
 
-  ef::trainer trainer(m.config, m.weights, t);
+  ef::trainer trainer(m.config, m.weights, t, ranks.communicator);
   ef::index_t first_step = 1;
   if (!checkpoint.empty()) {
     const ef::index_t step = resumed.run["step"].get<ef::index_t>();
@@ -286,30 +347,36 @@ inline int run_train(train_options opt) {
     first_step = step + 1;
   }
 
-  fs::create_directories(opt.out);
+  // Rank 0 alone writes: the log, the checkpoints, the model.
   log_rows history;
-  if (first_step > 1) history = read_log(out / "log.csv", first_step - 1);
-  std::ofstream csv(out / "log.csv", std::ios::trunc);
-  if (!csv) throw usage_error("cannot write " + (out / "log.csv").string());
-  csv << "step,train_loss,eval_loss,lr,tokens_per_s\n";
-  for (const auto& line : history.lines) csv << line << '\n';
-  csv.flush();
+  std::ofstream csv;
+  if (ranks.lead()) {
+    fs::create_directories(opt.out);
+    if (first_step > 1) history = read_log(out / "log.csv", first_step - 1);
+    csv.open(out / "log.csv", std::ios::trunc);
+    if (!csv) throw usage_error("cannot write " + (out / "log.csv").string());
+    csv << "step,train_loss,eval_loss,lr,tokens_per_s\n";
+    for (const auto& line : history.lines) csv << line << '\n';
+    csv.flush();
+  }
+  FILE* const console = ranks.lead() ? stderr : nullptr;
+  const auto say = [console](const char* format, auto... args) {
+    if (console) std::fprintf(console, format, args...);
+  };
 
   ef::index_t n_params = 0;
   ef::for_each_parameter(
       m.config, m.weights,
       [&](const std::string&, const auto& tensor, const auto&) { n_params += tensor.size(); });
-  std::fprintf(stderr,
-               "train: %s, %lld parameters (%lld layers, %lld heads, C = %lld, V = %lld, ctx "
-               "%lld); %zu tokens (%zu train, %zu held out); B = %lld x T = %lld x %lld "
-               "accumulation; %d threads\n",
-               m.config.model_type.c_str(), static_cast<long long>(n_params),
-               static_cast<long long>(m.config.n_layer), static_cast<long long>(m.config.n_head),
-               static_cast<long long>(m.config.n_embd), static_cast<long long>(m.config.vocab_size),
-               static_cast<long long>(m.config.n_ctx), tokens.size(), split.train.size(),
-               split.eval.size(), static_cast<long long>(t.batch),
-               static_cast<long long>(t.seq_len), static_cast<long long>(t.grad_accum),
-               ef::num_threads());
+  say("train: %s, %lld parameters (%lld layers, %lld heads, C = %lld, V = %lld, ctx "
+      "%lld); %zu tokens (%zu train, %zu held out); B = %lld x T = %lld x %lld "
+      "accumulation; %d rank(s) x %d threads\n",
+      m.config.model_type.c_str(), static_cast<long long>(n_params),
+      static_cast<long long>(m.config.n_layer), static_cast<long long>(m.config.n_head),
+      static_cast<long long>(m.config.n_embd), static_cast<long long>(m.config.vocab_size),
+      static_cast<long long>(m.config.n_ctx), tokens.size(), split.train.size(), split.eval.size(),
+      static_cast<long long>(t.batch), static_cast<long long>(t.seq_len),
+      static_cast<long long>(t.grad_accum), ranks.world, ef::num_threads());
 
   const nlohmann::json data_id = data_identity(opt.data);
   const auto save_checkpoint = [&](ef::index_t step) {
@@ -317,6 +384,7 @@ inline int run_train(train_options opt) {
                                    {"sampler", trainer.sampler_state()},
                                    {"options", opt.defining()},
                                    {"data", data_id},
+                                   {"ranks", ranks.world},
                                    {"command", opt.command_line}};
     return ef::save_run_checkpoint<float>(opt.out, step, m.config, m.weights,
                                           trainer.optimizer_state(), record, tokenizer.files);
@@ -324,14 +392,14 @@ inline int run_train(train_options opt) {
 
   double last_eval = history.eval.empty() ? NAN : history.eval.back().loss;
   double last_loss = history.train.empty() ? NAN : history.train.back().loss;
-  if (first_step == 1) {
+  if (first_step == 1 && ranks.lead()) {
     last_eval = trainer.evaluate(split.eval, opt.eval_batches);
     history.eval.push_back({0.0, last_eval});
     csv << 0 << ",," << last_eval << ",,\n";
-    std::fprintf(stderr, "train: step 0: held-out loss %.4f\n", last_eval);
-  } else {
-    std::fprintf(stderr, "train: resumed from %s at step %lld\n", checkpoint.c_str(),
-                 static_cast<long long>(first_step - 1));
+    say("train: step 0: held-out loss %.4f\n", last_eval);
+  } else if (first_step > 1) {
+    say("train: resumed from %s at step %lld\n", checkpoint.c_str(),
+        static_cast<long long>(first_step - 1));
   }
 
   // SIGINT/SIGTERM: finish the step, save a checkpoint, then die of the signal.
@@ -363,37 +431,39 @@ inline int run_train(train_options opt) {
     const double rate = tokens_per_step / dt;
     const double eta = train_seconds / double(steps_run) * double(opt.steps - step);
     history.train.push_back({double(step), r.loss});
-    const bool evaluate = step % opt.eval_every == 0 || step == opt.steps;
+    const bool evaluate = ranks.lead() && (step % opt.eval_every == 0 || step == opt.steps);
     double eval_loss = NAN;
     if (evaluate) {
       eval_loss = last_eval = trainer.evaluate(split.eval, opt.eval_batches);
       history.eval.push_back({double(step), eval_loss});
     }
-    csv << step << ',' << r.loss << ',';
-    if (evaluate) csv << eval_loss;
-    csv << ',' << r.lr << ',' << rate << '\n';
-    csv.flush();
+    if (ranks.lead()) {
+      csv << step << ',' << r.loss << ',';
+      if (evaluate) csv << eval_loss;
+      csv << ',' << r.lr << ',' << rate << '\n';
+      csv.flush();
+    }
     const std::string line = progress_line(step, opt.steps, r.loss, rate, eta);
     if (tty) {
-      std::fprintf(stderr, "\r%s", line.c_str());
-      if (evaluate) std::fprintf(stderr, "\n");
+      say("\r%s", line.c_str());
+      if (evaluate) say("\n");
     } else if (evaluate || step % std::max<ef::index_t>(1, opt.steps / 20) == 0) {
-      std::fprintf(stderr, "%s\n", line.c_str());
+      say("%s\n", line.c_str());
     }
     if (evaluate)
-      std::fprintf(stderr, "train: step %lld: held-out loss %.4f\n", static_cast<long long>(step),
-                   eval_loss);
-    const bool stopping = train_detail::stop_signal != 0;
+      say("train: step %lld: held-out loss %.4f\n", static_cast<long long>(step), eval_loss);
+    // The ranks agree on stopping at this step (a signal may reach them at different steps).
+    const bool stopping = ranks.any(train_detail::stop_signal != 0);
     if (stopping || (opt.save_every > 0 && (step % opt.save_every == 0 || step == opt.steps))) {
-      const std::string dir = save_checkpoint(step);
+      const std::string dir = ranks.lead() ? save_checkpoint(step) : std::string();
       if (stopping) {
-        const int sig = train_detail::stop_signal;
+        ranks.barrier();  // the checkpoint is complete before any rank goes
+        const int sig = train_detail::stop_signal != 0 ? int(train_detail::stop_signal) : SIGTERM;
         csv.close();
-        std::fprintf(stderr,
-                     "\ntrain: stopped by %s after step %lld; checkpoint %s\n"
-                     "train: continue with the same command and --resume %s\n",
-                     sig == SIGINT ? "SIGINT" : "SIGTERM", static_cast<long long>(step),
-                     dir.c_str(), opt.out.c_str());
+        say("\ntrain: stopped by %s after step %lld; checkpoint %s\n"
+            "train: continue with the same command and --resume %s\n",
+            sig == SIGINT ? "SIGINT" : "SIGTERM", static_cast<long long>(step), dir.c_str(),
+            opt.out.c_str());
         sigaction(SIGINT, &old_int, nullptr);
         sigaction(SIGTERM, &old_term, nullptr);
         std::raise(sig);  // the exit status says what stopped the run
@@ -403,6 +473,7 @@ inline int run_train(train_options opt) {
   }
   sigaction(SIGINT, &old_int, nullptr);
   sigaction(SIGTERM, &old_term, nullptr);
+  if (!ranks.lead()) return 0;
   csv.close();
 
   ef::save_hf_model(m, opt.out,
@@ -415,12 +486,11 @@ inline int run_train(train_options opt) {
   tokenizer.save(out);
   const bool plotted = loss_plot(800, 450).write((out / "loss.png").string(), history.train,
                                                  history.eval, double(opt.steps));
-  std::fprintf(stderr,
-               "train: %lld steps (%lld in this run, %.0f tok/s); train loss %.4f, held-out loss "
-               "%.4f\ntrain: wrote %s/{config.json, model.safetensors, tokenizer, log.csv%s}\n",
-               static_cast<long long>(opt.steps), static_cast<long long>(steps_run),
-               steps_run > 0 ? tokens_per_step * double(steps_run) / train_seconds : 0.0, last_loss,
-               last_eval, opt.out.c_str(), plotted ? ", loss.png" : "");
+  say("train: %lld steps (%lld in this run, %.0f tok/s); train loss %.4f, held-out loss "
+      "%.4f\ntrain: wrote %s/{config.json, model.safetensors, tokenizer, log.csv%s}\n",
+      static_cast<long long>(opt.steps), static_cast<long long>(steps_run),
+      steps_run > 0 ? tokens_per_step * double(steps_run) / train_seconds : 0.0, last_loss,
+      last_eval, opt.out.c_str(), plotted ? ", loss.png" : "");
   if (!plotted) throw ef::io_error((out / "loss.png").string() + ": cannot write");
   return 0;
 }

@@ -16,6 +16,17 @@ if(EIGENFORMER_SANITIZE)
   set_tests_properties(train PROPERTIES ENVIRONMENT EIGENFORMER_SANITIZED=1)
 endif()
 
+# `mpirun -np 2 / 4 eigenformer train` against one process (built with MPI only; serial: it
+# starts several processes and times a signal).
+if(EIGENFORMER_CLI_HAS_MPI)
+  find_program(EIGENFORMER_MPIRUN NAMES mpirun)
+  if(EIGENFORMER_MPIRUN)
+    add_test(NAME mpi COMMAND ${EIGENFORMER_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_mpi.py
+                              $<TARGET_FILE:eigenformer_cli> ${EIGENFORMER_MPIRUN})
+    set_tests_properties(mpi PROPERTIES TIMEOUT 900 RUN_SERIAL TRUE)
+  endif()
+endif()
+
 # `eigenformer serve` over HTTP on 127.0.0.1 (built with cpp-httplib only): Python's own HTTP
 # client, 32 concurrent clients, faults, memory, signals.
 if(HTTPLIB_FOUND)
