@@ -1,5 +1,6 @@
-// One training step — forward, backward and AdamW — at the GPT-2 124M shape (B = 4, T = 64) and
-// at the demo model's shape (4 layers, C = 128, bytes vocabulary, B = 16, T = 128).
+// One training step — forward, backward and AdamW — at the GPT-2 124M shape (B = 4, T = 64), at
+// the demo model's shape (4 layers, C = 128, bytes vocabulary, B = 16, T = 128) and at the
+// SmolLM2-135M shape (B = 4, T = 64).
 //   ./build/bench_train --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
 // GFLOP/s counts the usual 3x forward FLOPs (the backward pass does two products per forward
 // one), LM head included; AdamW and the element-wise work are not counted.
@@ -13,7 +14,9 @@ namespace {
 
 void run_train_step(benchmark::State& state, const bench::ef::model_config& c) {
   const auto B = state.range(0), T = state.range(1);
-  auto w = bench::ef::init_gpt2_weights<float>(c, 1234);
+  auto w = c.positions == bench::ef::position_kind::rotary
+               ? bench::ef::init_llama_weights<float>(c, 1234)
+               : bench::ef::init_gpt2_weights<float>(c, 1234);
   auto grads = bench::ef::zeros_like(c, w);
   bench::ef::adamw_state adam(c, w);
   bench::ef::training_activations acts(c, B, T);
@@ -44,8 +47,39 @@ void BM_TrainStepDemo(benchmark::State& state) {
   run_train_step(state, c);
 }
 
+/// SmolLM2-135M (a Llama: 30 layers, C = 576, 9 query / 3 key-value heads, SwiGLU 1536, tied
+/// 49152-token head).
+void BM_TrainStepSmolLM2(benchmark::State& state) {
+  auto c = bench::ef::model_config::llama();
+  c.n_layer = 30, c.n_embd = 576, c.n_inner = 1536, c.n_head = 9, c.n_kv_head = 3;
+  c.vocab_size = 49152, c.n_ctx = 2048, c.rope.theta = 100000.0;
+  run_train_step(state, c);
+}
+
+/// The same step through the trainer that `eigenformer train` runs: batch sampling, the two
+/// half-batch shards a single process computes (so that it equals two MPI ranks bit for bit),
+/// clipping and AdamW.
+void BM_TrainerStepSmolLM2(benchmark::State& state) {
+  auto c = bench::ef::model_config::llama();
+  c.n_layer = 30, c.n_embd = 576, c.n_inner = 1536, c.n_head = 9, c.n_kv_head = 3;
+  c.vocab_size = 49152, c.n_ctx = 2048, c.rope.theta = 100000.0;
+  const auto B = state.range(0), T = state.range(1);
+  auto w = bench::ef::init_llama_weights<float>(c, 1234);
+  bench::ef::training_options options;
+  options.batch = B, options.seq_len = T;
+  options.schedule = {1e-4, 1e-5, 10, 1000};
+  bench::ef::trainer trainer(c, w, options);
+  std::mt19937_64 rng(1);
+  std::vector<bench::ef::token_id> corpus(100000);
+  for (auto& t : corpus) t = bench::ef::token_id(rng() % std::uint64_t(c.vocab_size));
+  for (auto _ : state) benchmark::DoNotOptimize(trainer.step(corpus).loss);
+  bench::set_counters(state, double(B * T), 3.0 * double(B) * bench::ef::forward_flops(c, 0, T, T));
+}
+
 BENCHMARK(BM_TrainStepGPT2)->Args({4, 64})->Unit(benchmark::kMillisecond)->MinTime(3.0);
 BENCHMARK(BM_TrainStepDemo)->Args({16, 128})->Unit(benchmark::kMillisecond)->MinTime(2.0);
+BENCHMARK(BM_TrainStepSmolLM2)->Args({4, 64})->Unit(benchmark::kMillisecond)->MinTime(3.0);
+BENCHMARK(BM_TrainerStepSmolLM2)->Args({4, 64})->Unit(benchmark::kMillisecond)->MinTime(3.0);
 
 }  // namespace
 

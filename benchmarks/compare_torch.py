@@ -15,7 +15,9 @@ With --train B,T (e.g. 4,64), it also times one training step at the GPT-2 124M 
 autograd (forward, loss.backward(), clip_grad_norm_, torch.optim.AdamW with weight decay on the
 matrices) against build/bench_train's BM_TrainStepGPT2/B/T (same work), each in its own
 process, so the peak resident memory (max RSS) of each is reported too. --train-shape demo
-compares at the demo model's shape instead (BM_TrainStepDemo, e.g. --train 16,128).
+compares at the demo model's shape instead (BM_TrainStepDemo, e.g. --train 16,128), and
+--train-shape smollm2 at SmolLM2-135M's (a Llama: GQA, rotary, SwiGLU; BM_TrainStepSmolLM2,
+--train 4,64).
 
 PyTorch side: an eager GPT-2 (nn.Linear/LayerNorm, F.softmax over the keys with a causal mask,
 tanh GELU), fp32, torch.inference_mode(). Prefill returns the logits of the last position only
@@ -163,9 +165,62 @@ class TrainGPT2(nn.Module):
         return F.cross_entropy(logits.view(B * T, -1), targets.view(-1))
 
 
+class RMSNorm(nn.Module):
+    """transformers' LlamaRMSNorm (torch 1.13 has no nn.RMSNorm)."""
+
+    def __init__(self, C, eps):
+        super().__init__()
+        self.weight, self.eps = nn.Parameter(torch.ones(C)), eps
+
+    def forward(self, x):
+        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+
+
+class TrainLlama(nn.Module):
+    """A Llama for training (transformers' LlamaForCausalLM, eager): RMSNorm, rotary positions
+    (rotate_half), grouped-query attention (repeat_kv), SwiGLU, tied LM head, no biases."""
+
+    def __init__(self, L, H, G, C, I, V, theta):
+        super().__init__()
+        self.H, self.G, self.d = H, G, C // H
+        self.embed = nn.Embedding(V, C)
+        self.layers = nn.ModuleList(nn.ModuleDict({
+            "input_norm": RMSNorm(C, 1e-5), "q": nn.Linear(C, C, bias=False),
+            "k": nn.Linear(C, G * self.d, bias=False), "v": nn.Linear(C, G * self.d, bias=False),
+            "o": nn.Linear(C, C, bias=False), "post_norm": RMSNorm(C, 1e-5),
+            "gate": nn.Linear(C, I, bias=False), "up": nn.Linear(C, I, bias=False),
+            "down": nn.Linear(I, C, bias=False)}) for _ in range(L))
+        self.norm = RMSNorm(C, 1e-5)
+        self.inv_freq = 1.0 / theta ** (torch.arange(0, self.d, 2).float() / self.d)
+
+    def forward(self, ids, targets):
+        B, T = ids.shape
+        H, G, d = self.H, self.G, self.d
+        x = self.embed(ids)
+        angles = torch.arange(T).float()[:, None] * self.inv_freq[None, :]
+        cos, sin = torch.cat([angles, angles], -1).cos(), torch.cat([angles, angles], -1).sin()
+
+        def rope(t):
+            return t * cos + torch.cat([-t[..., d // 2:], t[..., :d // 2]], -1) * sin
+
+        mask = torch.ones(T, T, dtype=torch.bool).tril()
+        for b in self.layers:
+            h = b["input_norm"](x)
+            q = rope(b["q"](h).view(B, T, H, d).transpose(1, 2))
+            k = rope(b["k"](h).view(B, T, G, d).transpose(1, 2)).repeat_interleave(H // G, 1)
+            v = b["v"](h).view(B, T, G, d).transpose(1, 2).repeat_interleave(H // G, 1)
+            s = (q @ k.transpose(-1, -2) / math.sqrt(d)).masked_fill(~mask, float("-inf"))
+            x = x + b["o"]((F.softmax(s, dim=-1) @ v).transpose(1, 2).reshape(B, T, H * d))
+            h = b["post_norm"](x)
+            x = x + b["down"](F.silu(b["gate"](h)) * b["up"](h))
+        logits = self.norm(x) @ self.embed.weight.T
+        return F.cross_entropy(logits.view(B * T, -1), targets.view(-1))
+
+
 TRAIN_SHAPES = {  # name: (layers, heads, C, V, n_ctx, bench_train case)
     "gpt2": (12, 12, 768, 50257, 1024, "BM_TrainStepGPT2"),
     "demo": (4, 4, 128, 257, 128, "BM_TrainStepDemo"),
+    "smollm2": (30, 9, 576, 49152, 2048, "BM_TrainStepSmolLM2"),  # 3 kv heads, SwiGLU 1536
 }
 
 
@@ -174,7 +229,10 @@ def torch_train_worker(shape, B, T, threads, reps):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     L, H, C, V, P, _ = TRAIN_SHAPES[shape]
-    model = TrainGPT2(L, H, C, V, P)
+    if shape == "smollm2":
+        model = TrainLlama(L, H, 3, C, 1536, V, 100000.0)
+    else:
+        model = TrainGPT2(L, H, C, V, P)
     decay = [p for p in model.parameters() if p.dim() == 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
