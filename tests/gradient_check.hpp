@@ -92,6 +92,21 @@ inline eigenformer::block_weights<double> zero_block_like(
   return z;
 }
 
+/// Every tensor of block `w` and the block's input `x` against central differences of loss():
+/// `grad` and `d_x` are what the backward pass gave.
+template <class Loss>
+void expect_block_gradients(eigenformer::block_weights<double>& w,
+                            eigenformer::block_weights<double>& grad, matrix<double>& x,
+                            const matrix<double>& d_x, Loss&& loss) {
+  auto params = block_tensors(w);
+  const auto grads = block_tensors(grad);
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    EXPECT_LT(relative_error(params[i].second, grads[i].second, loss), tolerance)
+        << params[i].first;
+  }
+  EXPECT_LT(relative_error(x, d_x, loss), tolerance) << "x";
+}
+
 /// Random weights at a scale where every nonlinearity is exercised (init_llama_weights' 0.02
 /// would leave the softmaxes nearly uniform): uniform in +-0.3 for matrices, 1 +- 0.2 for norm
 /// gains, +-0.1 for biases.

@@ -15,7 +15,6 @@ this script; its output is committed.
     /usr/bin/python3 tests/make_llama_training_fixture.py
 """
 import json
-import math
 import os
 import sys
 
@@ -24,12 +23,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_fixtures import write_safetensors  # noqa: E402
+from make_training_fixture import ADAMW, torch_adamw_steps  # noqa: E402
 from make_llama_fixtures import base, random_weights, reference_logits  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "fixtures", "train_llama")
 B, T = 3, 8
-ADAMW = {"lr": 1e-2, "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.1}
 
 CASES = [
     # Qwen3: q/k norms, head_dim != hidden / heads, GQA, untied head.
@@ -58,19 +57,7 @@ def main():
         loss.backward()
         grads = {k: v.grad.detach().clone() for k, v in w64.items()}
 
-        params = {k: v.clone().requires_grad_(True) for k, v in weights.items()}
-        decay = [p for p in params.values() if p.dim() == 2]
-        no_decay = [p for p in params.values() if p.dim() < 2]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": ADAMW["weight_decay"]},
-                                 {"params": no_decay, "weight_decay": 0.0}],
-                                lr=ADAMW["lr"], betas=(ADAMW["beta1"], ADAMW["beta2"]),
-                                eps=ADAMW["eps"], foreach=False)
-        norm = math.sqrt(sum(float((g.float().double() ** 2).sum()) for g in grads.values()))
-        max_norm = 0.5 * norm  # so that clipping is active
-        for k, p in params.items():
-            p.grad = grads[k].float().clone()
-        torch.nn.utils.clip_grad_norm_(list(params.values()), max_norm)
-        opt.step()
+        (stepped,), max_norm = torch_adamw_steps(weights, grads, 1)
 
         directory = os.path.join(OUT, name)
         os.makedirs(directory, exist_ok=True)
@@ -79,7 +66,7 @@ def main():
         write_safetensors(os.path.join(directory, "model.safetensors"), weights)
         # Each in a directory of its own, read as a checkpoint: grads/ and adamw_step1/.
         for sub, tensors in (("grads", grads),
-                             ("adamw_step1", {k: p.detach() for k, p in params.items()})):
+                             ("adamw_step1", stepped)):
             os.makedirs(os.path.join(directory, sub), exist_ok=True)
             write_safetensors(os.path.join(directory, sub, "model.safetensors"), tensors)
         with open(os.path.join(directory, "batch.json"), "w") as f:

@@ -79,6 +79,29 @@ def loss_fn(w, tokens, targets):
     return F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(-1))
 
 
+def torch_adamw_steps(weights, grads, n_steps):
+    """torch.optim.AdamW on float32 copies of `weights`, fed the (float32-rounded) autograd
+    gradients each step after clip_grad_norm_ to half their norm (so that clipping is active),
+    weight decay on matrices only. Returns the parameters after each step, and the max norm."""
+    params = {k: v.clone().requires_grad_(True) for k, v in weights.items()}
+    decay = [p for p in params.values() if p.dim() == 2]
+    no_decay = [p for p in params.values() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": ADAMW["weight_decay"]},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=ADAMW["lr"], betas=(ADAMW["beta1"], ADAMW["beta2"]),
+                            eps=ADAMW["eps"], foreach=False)
+    norm = math.sqrt(sum(float((g.float().double() ** 2).sum()) for g in grads.values()))
+    max_norm = 0.5 * norm
+    steps = []
+    for _ in range(n_steps):
+        for k, p in params.items():
+            p.grad = grads[k].float().clone()
+        torch.nn.utils.clip_grad_norm_(list(params.values()), max_norm)
+        opt.step()
+        steps.append({k: p.detach().clone() for k, p in params.items()})
+    return steps, max_norm
+
+
 def main():
     gen = torch.Generator().manual_seed(7)
     weights = init_weights(gen)
@@ -90,23 +113,7 @@ def main():
     loss.backward()
     grads = {k: v.grad.detach().clone() for k, v in w64.items()}
 
-    # AdamW on float32 parameters, fed the (float32-rounded) autograd gradients.
-    params = {k: v.clone().requires_grad_(True) for k, v in weights.items()}
-    decay = [p for k, p in params.items() if p.dim() == 2]
-    no_decay = [p for k, p in params.items() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": ADAMW["weight_decay"]},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=ADAMW["lr"], betas=(ADAMW["beta1"], ADAMW["beta2"]),
-                            eps=ADAMW["eps"], foreach=False)
-    norm = math.sqrt(sum(float((g.float().double() ** 2).sum()) for g in grads.values()))
-    max_norm = 0.5 * norm  # so that clipping is active
-    steps = []
-    for step in range(2):
-        for k, p in params.items():
-            p.grad = grads[k].float().clone()
-        torch.nn.utils.clip_grad_norm_(list(params.values()), max_norm)
-        opt.step()
-        steps.append({k: p.detach().clone() for k, p in params.items()})
+    steps, max_norm = torch_adamw_steps(weights, grads, 2)
 
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "config.json"), "w") as f:

@@ -55,14 +55,7 @@ TEST(BlockBackward, MatchesFiniteDifferencesForEveryTensor) {
   eigenformer::block_backward_scratch<double> scratch(B, T, C, config.n_head, config.mlp_hidden());
   eigenformer::matrix<double> d_residual = probe;
   eigenformer::block_backward<double>(x, w, config.n_head, eps, acts, grad, scratch, d_residual);
-  auto params = gradcheck::block_tensors(w);
-  const auto grads = gradcheck::block_tensors(grad);
-  for (std::size_t i = 0; i < params.size(); ++i) {
-    EXPECT_LT(gradcheck::relative_error(params[i].second, grads[i].second, loss),
-              gradcheck::tolerance)
-        << params[i].first;
-  }
-  EXPECT_LT(gradcheck::relative_error(x, d_residual, loss), gradcheck::tolerance) << "x";
+  gradcheck::expect_block_gradients(w, grad, x, d_residual, loss);
 }
 
 /// A Llama-family block: RMSNorm, SwiGLU, grouped-query attention with rotary positions, and
@@ -100,14 +93,7 @@ void check_llama_block(bool qk_norm, bool qkv_bias, index_t window) {
   eigenformer::block_backward_scratch<double> scratch(B, T, C, layer, fc_width, qk_norm);
   eigenformer::matrix<double> d_residual = probe;
   eigenformer::block_backward<double>(x, w, layer, &rope, acts, grad, scratch, d_residual);
-  auto params = gradcheck::block_tensors(w);
-  const auto grads = gradcheck::block_tensors(grad);
-  for (std::size_t i = 0; i < params.size(); ++i) {
-    EXPECT_LT(gradcheck::relative_error(params[i].second, grads[i].second, loss),
-              gradcheck::tolerance)
-        << params[i].first;
-  }
-  EXPECT_LT(gradcheck::relative_error(x, d_residual, loss), gradcheck::tolerance) << "x";
+  gradcheck::expect_block_gradients(w, grad, x, d_residual, loss);
 }
 
 TEST(BlockBackward, LlamaBlockMatchesFiniteDifferences) {

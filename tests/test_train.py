@@ -214,6 +214,16 @@ class Resume(TrainTest):
         return [PROGRAM, "train", "--data", self.data, "--out", out, *self.ARGS, "--steps",
                 str(self.STEPS), "--save-every", str(save_every), "--resume", out]
 
+    def stopped_run(self, name):
+        """A run stopped with SIGTERM part of the way: its directory, with one checkpoint."""
+        out = self.path(name)
+        p = subprocess.Popen(self.command(out, save_every=0), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        time.sleep(0.4 * self.seconds)
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=60)
+        return out
+
     def assert_same_final_model(self, out):
         with open(os.path.join(out, "model.safetensors"), "rb") as f:
             self.assertTrue(f.read() == self.final, "the resumed run's weights differ")
@@ -273,12 +283,7 @@ class Resume(TrainTest):
             self.assert_same_final_model(out)
 
     def test_damaged_checkpoints_are_skipped_or_refused(self):
-        out = self.path("damaged")
-        p = subprocess.Popen(self.command(out, save_every=0), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-        time.sleep(0.4 * self.seconds)
-        p.send_signal(signal.SIGTERM)
-        p.wait(timeout=60)
+        out = self.stopped_run("damaged")
         (step,) = os.listdir(os.path.join(out, "checkpoints"))
         ckpt = os.path.join(out, "checkpoints", step)
         older = os.path.join(out, "checkpoints", "step-1")  # an intact older one to fall back to
@@ -309,12 +314,7 @@ class Resume(TrainTest):
         self.assertIn("no intact checkpoint", r.stderr)
 
     def test_resuming_with_other_options_or_data_is_refused(self):
-        out = self.path("mismatch")
-        p = subprocess.Popen(self.command(out, save_every=0), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-        time.sleep(0.4 * self.seconds)
-        p.send_signal(signal.SIGTERM)
-        p.wait(timeout=60)
+        out = self.stopped_run("mismatch")
         args = self.command(out)[1:]
         lr = args.index("--lr")
         r = run(*args[:lr + 1], "2e-2", *args[lr + 2:])
