@@ -392,6 +392,17 @@ inline int run_train_on(train_options opt, const run_ranks& ranks) {
 
   double last_eval = history.eval.empty() ? NAN : history.eval.back().loss;
   double last_loss = history.train.empty() ? NAN : history.train.back().loss;
+  // SIGINT/SIGTERM from here on: finish the step, save a checkpoint, then die of the signal.
+  // (Before this point nothing has been computed that a checkpoint would keep.)
+  train_detail::stop_signal = 0;
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  struct sigaction old_int {
+  }, old_term{};
+  sigaction(SIGINT, &action, &old_int);
+  sigaction(SIGTERM, &action, &old_term);
+
   if (first_step == 1 && ranks.lead()) {
     last_eval = trainer.evaluate(split.eval, opt.eval_batches);
     history.eval.push_back({0.0, last_eval});
@@ -401,16 +412,6 @@ inline int run_train_on(train_options opt, const run_ranks& ranks) {
     say("train: resumed from %s at step %lld\n", checkpoint.c_str(),
         static_cast<long long>(first_step - 1));
   }
-
-  // SIGINT/SIGTERM: finish the step, save a checkpoint, then die of the signal.
-  train_detail::stop_signal = 0;
-  struct sigaction action {};
-  action.sa_handler = on_stop_signal;
-  sigemptyset(&action.sa_mask);
-  struct sigaction old_int {
-  }, old_term{};
-  sigaction(SIGINT, &action, &old_int);
-  sigaction(SIGTERM, &action, &old_term);
 
   const bool tty = isatty(fileno(stderr)) != 0;
   const double tokens_per_step = double(t.batch * t.seq_len * t.grad_accum);

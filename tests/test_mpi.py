@@ -93,7 +93,12 @@ class Mpi(unittest.TestCase):
         r = train(self.data, full, 0, steps)
         self.assertEqual(r.returncode, 0, r.stderr)
         p = train(self.data, out, 2, steps, "--resume", out, wait=False)
-        time.sleep(1.0)
+        log = os.path.join(out, "log.csv")
+        deadline = time.time() + 120
+        while time.time() < deadline and p.poll() is None:  # until rank 0 has logged step 3
+            if os.path.exists(log) and any(line.startswith("3,") for line in open(log)):
+                break
+            time.sleep(0.005)
         p.send_signal(signal.SIGTERM)
         err = p.communicate(timeout=120)[1]
         self.assertNotEqual(p.returncode, 0, err)

@@ -113,6 +113,21 @@ def reference_logits(model_dir, ids):
     return x @ head.T
 
 
+def wait_for_step(process, out, step):
+    """Waits until the run writing `out` has logged `step` (so it is training, not starting)."""
+    log = os.path.join(out, "log.csv")
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        try:
+            with open(log) as f:
+                if any(line.startswith(f"{step},") for line in f):
+                    return
+        except FileNotFoundError:
+            pass
+        time.sleep(0.005)
+    raise AssertionError(f"the run never logged step {step}")
+
+
 class TrainTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -219,7 +234,7 @@ class Resume(TrainTest):
         out = self.path(name)
         p = subprocess.Popen(self.command(out, save_every=0), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
-        time.sleep(0.4 * self.seconds)
+        wait_for_step(p, out, 3)
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=60)
         return out
@@ -270,7 +285,7 @@ class Resume(TrainTest):
             out = self.path(f"signal_{int(sig)}")
             p = subprocess.Popen(self.command(out, save_every=0), stdout=subprocess.DEVNULL,
                                  stderr=subprocess.PIPE, text=True)
-            time.sleep(0.4 * self.seconds)
+            wait_for_step(p, out, 3)
             p.send_signal(sig)
             err = p.communicate(timeout=60)[1]
             self.assertEqual(p.returncode, -int(sig), err)
