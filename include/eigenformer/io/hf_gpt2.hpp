@@ -119,11 +119,8 @@ basic_model<Scalar> load_hf_gpt2(const std::string& dir) {
 /// Writes `m` as a Hugging Face GPT-2 directory (config.json + F32 model.safetensors, bare keys)
 /// that load_hf_gpt2 and transformers' GPT2LMHeadModel read. `extra_config` entries are added to
 /// config.json (e.g. a note about how the weights were made).
-template <class Scalar>
-void save_hf_gpt2(const basic_model<Scalar>& m, const std::string& dir,
-                  const nlohmann::json& extra_config = nlohmann::json::object()) {
-  validate_weights(m.config, m.weights);
-  const auto& c = m.config;
+/// config.json of a GPT-2 with config `c` (`tied`: the LM head is the token embedding).
+inline nlohmann::json hf_gpt2_config_json(const model_config& c, bool tied) {
   nlohmann::json config = {{"architectures", {"GPT2LMHeadModel"}},
                            {"model_type", "gpt2"},
                            {"activation_function", "gelu_new"},
@@ -134,8 +131,17 @@ void save_hf_gpt2(const basic_model<Scalar>& m, const std::string& dir,
                            {"n_positions", c.n_ctx},
                            {"n_ctx", c.n_ctx},
                            {"layer_norm_epsilon", c.layer_norm_epsilon},
-                           {"tie_word_embeddings", m.weights.tied_lm_head()}};
+                           {"tie_word_embeddings", tied}};
   if (c.n_inner > 0) config["n_inner"] = c.n_inner;
+  return config;
+}
+
+template <class Scalar>
+void save_hf_gpt2(const basic_model<Scalar>& m, const std::string& dir,
+                  const nlohmann::json& extra_config = nlohmann::json::object()) {
+  validate_weights(m.config, m.weights);
+  const auto& c = m.config;
+  nlohmann::json config = hf_gpt2_config_json(c, m.weights.tied_lm_head());
   for (const auto& [key, value] : extra_config.items()) config[key] = value;
   {
     const std::string path = detail::join_path(dir, "config.json");

@@ -41,6 +41,12 @@ basic_model<Scalar> load_hf_model(const std::string& dir) {
   return load_hf_llama<Scalar>(dir);
 }
 
+/// config.json of a model of `c`'s family, in the Hugging Face layout.
+inline nlohmann::json hf_config_json(const model_config& c, bool tied) {
+  return c.positions == position_kind::learned ? hf_gpt2_config_json(c, tied)
+                                               : hf_llama_config_json(c, tied);
+}
+
 /// Writes `m` as a Hugging Face directory of its family.
 template <class Scalar>
 void save_hf_model(const basic_model<Scalar>& m, const std::string& dir,

@@ -156,15 +156,8 @@ void write_checkpoint(const std::string& dir, const model_config& config,
   fs::remove_all(partial);  // what a crash in an earlier save left behind
   fs::create_directories(partial);
 
-  // config.json: the Hugging Face config of the family (the model is saved to find it; only
-  // config.json is kept from that save).
-  {
-    basic_model<Scalar> shell;
-    shell.config = config;
-    shell.weights = weights;
-    save_hf_model(shell, partial.string());
-    fs::remove(partial / "model.safetensors");
-  }
+  detail::write_text_file((partial / "config.json").string(),
+                          hf_config_json(config, weights.tied_lm_head()).dump(2) + "\n");
   safetensors_writer w, moments;
   for_each_parameter(config, weights,
                      [&](const std::string& name, const auto& t, const auto& shape) {
