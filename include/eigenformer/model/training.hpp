@@ -53,11 +53,61 @@ basic_model_weights<Scalar> zeros_like(const model_config& config,
   return z;
 }
 
-/// Sets every tensor of `g` to zero, keeping its storage.
+namespace detail {
+
+template <class Scalar>
+struct parameter_span {
+  Scalar* data;
+  index_t size;
+  bool is_matrix;
+};
+
+/// Every parameter tensor of `w` as a flat span, in for_each_parameter's order.
+template <class Scalar>
+std::vector<parameter_span<Scalar>> parameter_spans(const model_config& config,
+                                                    basic_model_weights<Scalar>& w) {
+  std::vector<parameter_span<Scalar>> spans;
+  for_each_parameter(config, w, [&](const std::string&, auto& tensor, const auto& shape) {
+    spans.push_back({tensor.data(), tensor.size(), shape.size() == 2});
+  });
+  return spans;
+}
+
+/// A piece of one span: elements [first, first + size) of spans[span].
+struct parameter_chunk {
+  std::size_t span;
+  index_t first, size;
+};
+
+/// The element-wise passes over all parameters (zeroing, adding shards, the gradient norm,
+/// AdamW) work on chunks of at most this many elements, so one large embedding is split across
+/// threads too. The chunks depend on the shapes alone, never on the thread count: a reduction
+/// summed chunk by chunk in chunk order gives the same bits on any number of threads.
+inline constexpr index_t parameter_chunk_size = 1 << 15;
+
+template <class Scalar>
+std::vector<parameter_chunk> parameter_chunks(const std::vector<parameter_span<Scalar>>& spans) {
+  std::vector<parameter_chunk> chunks;
+  for (std::size_t i = 0; i < spans.size(); ++i) {
+    for (index_t first = 0; first < spans[i].size; first += parameter_chunk_size) {
+      chunks.push_back({i, first, std::min(parameter_chunk_size, spans[i].size - first)});
+    }
+  }
+  return chunks;
+}
+
+}  // namespace detail
+
+/// Sets every tensor of `g` to zero, keeping its storage (in parallel: a model's gradients are
+/// hundreds of megabytes, and one core alone cannot fill the memory bandwidth).
 template <class Scalar>
 void set_zero(const model_config& config, basic_model_weights<Scalar>& g) {
-  for_each_parameter(config, g,
-                     [](const std::string&, auto& tensor, const auto&) { tensor.setZero(); });
+  const auto spans = detail::parameter_spans(config, g);
+  const auto chunks = detail::parameter_chunks(spans);
+  parallel_for(index_t(chunks.size()), [&](index_t k) {
+    const auto& c = chunks[std::size_t(k)];
+    std::fill_n(spans[c.span].data + c.first, c.size, Scalar(0));
+  });
 }
 
 /// Everything the backward pass reads, and its scratch. Shapes [B*T x C] unless noted.

@@ -56,39 +56,23 @@ struct basic_adamw_state {
 
 using adamw_state = basic_adamw_state<float>;
 
-namespace detail {
-template <class Scalar>
-struct parameter_span {
-  Scalar* data;
-  index_t size;
-  bool is_matrix;
-};
-
-/// Every parameter tensor of `w` as a flat span, in for_each_parameter's order.
-template <class Scalar>
-std::vector<parameter_span<Scalar>> parameter_spans(const model_config& config,
-                                                    basic_model_weights<Scalar>& w) {
-  std::vector<parameter_span<Scalar>> spans;
-  for_each_parameter(config, w, [&](const std::string&, auto& tensor, const auto& shape) {
-    spans.push_back({tensor.data(), tensor.size(), shape.size() == 2});
-  });
-  return spans;
-}
-
-/// Work items of a flat loop over spans: (span, first element), chunks of at most `chunk`.
-inline constexpr index_t optimizer_chunk = 1 << 15;
-}  // namespace detail
-
-/// Global L2 norm of all gradients (summed in double, in a fixed order).
+/// Global L2 norm of all gradients: squares summed in double, chunk by chunk in parallel, the
+/// chunks' sums added in chunk order (the same bits on any number of threads).
 template <class Scalar>
 double gradient_norm(const model_config& config, basic_model_gradients<Scalar>& grads) {
+  const auto spans = detail::parameter_spans(config, grads);
+  const auto chunks = detail::parameter_chunks(spans);
+  std::vector<double> chunk_sums(chunks.size());
+  parallel_for(index_t(chunks.size()), [&](index_t k) {
+    const auto& c = chunks[std::size_t(k)];
+    chunk_sums[std::size_t(k)] = Eigen::Map<const Eigen::Array<Scalar, Eigen::Dynamic, 1>>(
+                                     spans[c.span].data + c.first, c.size)
+                                     .template cast<double>()
+                                     .square()
+                                     .sum();
+  });
   double sum = 0;
-  for (const auto& s : detail::parameter_spans(config, grads)) {
-    sum += Eigen::Map<const Eigen::Array<Scalar, Eigen::Dynamic, 1>>(s.data, s.size)
-               .template cast<double>()
-               .square()
-               .sum();
-  }
+  for (const double s : chunk_sums) sum += s;
   return std::sqrt(sum);
 }
 
@@ -129,21 +113,14 @@ double adamw_step(const model_config& config, basic_model_weights<Scalar>& weigh
   const Scalar beta1 = Scalar(options.beta1), beta2 = Scalar(options.beta2);
   const Scalar eps = Scalar(options.eps);
 
-  // Work items: (tensor, chunk) pairs, so one large embedding is split across threads too.
-  std::vector<std::pair<std::size_t, index_t>> items;
-  for (std::size_t i = 0; i < w.size(); ++i) {
-    for (index_t first = 0; first < w[i].size; first += detail::optimizer_chunk) {
-      items.emplace_back(i, first);
-    }
-  }
-  parallel_for(static_cast<index_t>(items.size()), [&](index_t item) {
-    const auto [i, first] = items[std::size_t(item)];
-    const index_t last = std::min(w[i].size, first + detail::optimizer_chunk);
+  const auto chunks = detail::parameter_chunks(w);
+  parallel_for(index_t(chunks.size()), [&](index_t k) {
+    const auto& c = chunks[std::size_t(k)];
+    const auto i = c.span;
     const Scalar decay = Scalar(w[i].is_matrix ? 1.0 - lr * options.weight_decay : 1.0);
     using array = Eigen::Map<Eigen::Array<Scalar, Eigen::Dynamic, 1>>;
-    const index_t n = last - first;
-    array p(w[i].data + first, n), grad(g[i].data + first, n);
-    array m1(m[i].data + first, n), m2(v[i].data + first, n);
+    array p(w[i].data + c.first, c.size), grad(g[i].data + c.first, c.size);
+    array m1(m[i].data + c.first, c.size), m2(v[i].data + c.first, c.size);
     if (grad_scale != Scalar(1)) grad *= grad_scale;
     p *= decay;
     m1 += (Scalar(1) - beta1) * (grad - m1);

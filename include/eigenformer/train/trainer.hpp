@@ -110,18 +110,26 @@ class basic_trainer {
       }
     }
     double loss = shard_loss[0] + shard_loss[1];
-    const auto shards = Scalar(local_shards_ * comm_.world);
-    using flat = Eigen::Map<Eigen::Array<Scalar, Eigen::Dynamic, 1>>;
-    const auto spans = detail::parameter_spans(config_, grads_);
-    if (local_shards_ == 2) {
-      const auto other = detail::parameter_spans(config_, second_shard_);
-      for (std::size_t i = 0; i < spans.size(); ++i) {
-        flat(spans[i].data, spans[i].size) += flat(other[i].data, other[i].size);
-      }
-    }
-    for (const auto& span : spans) comm_.sum(span.data, span.size);
     comm_.sum(&loss, 1);
-    for (const auto& span : spans) flat(span.data, span.size) /= shards;
+    // The gradient: the mean over all shards (the two local ones added first, then the ranks').
+    const auto shards = Scalar(local_shards_ * comm_.world);
+    const auto spans = detail::parameter_spans(config_, grads_);
+    const auto chunks = detail::parameter_chunks(spans);
+    using flat = Eigen::Map<Eigen::Array<Scalar, Eigen::Dynamic, 1>>;
+    if (local_shards_ == 2) {  // one process (world 1): add and divide in one pass
+      const auto other = detail::parameter_spans(config_, second_shard_);
+      parallel_for(index_t(chunks.size()), [&](index_t k) {
+        const auto& c = chunks[std::size_t(k)];
+        flat g(spans[c.span].data + c.first, c.size);
+        g = (g + flat(other[c.span].data + c.first, c.size)) / shards;
+      });
+    } else if (shards != Scalar(1)) {
+      for (const auto& span : spans) comm_.sum(span.data, span.size);
+      parallel_for(index_t(chunks.size()), [&](index_t k) {
+        const auto& c = chunks[std::size_t(k)];
+        flat(spans[c.span].data + c.first, c.size) /= shards;
+      });
+    }
     const double norm = adamw_step(config_, weights_, grads_, state_, options_.adamw, lr);
     ++steps_;
     return {loss / double(options_.grad_accum) / double(shards), norm, lr};
